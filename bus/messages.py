@@ -1,0 +1,336 @@
+"""Every message kind on the xmc bus, one frozen msgspec Struct per concept.
+
+Messages form one tagged union (`Message`); the tag field is ``k`` and the tag
+is the class name, so a frame names its own kind. Times ending in ``_ns`` are
+``time.monotonic_ns()`` unless named ``exch_ts_ns``/``venue_ts_ns`` (venue
+clock, UTC ns).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Union
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="k", tag=True):
+    """Base of every bus message."""
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class TimeInForce(str, enum.Enum):
+    DAY = "DAY"  # rests on the book until filled or cancelled
+    IOC = "IOC"  # fill what is possible now (FAK), cancel the rest
+
+
+class OrderPurpose(str, enum.Enum):
+    OPEN = "OPEN"
+    RESUBMIT = "RESUBMIT"
+    ROLLBACK = "ROLLBACK"
+    FLATTEN = "FLATTEN"
+
+
+class ExecType(str, enum.Enum):
+    """Kind of an execution report, after FIX ExecType."""
+
+    ACK = "ACK"
+    REJECT = "REJECT"
+    FILL = "FILL"  # a fill; the report's leaves_qty says if the order is done
+    CANCELLED = "CANCELLED"  # cancelled on request, or IOC remainder expired
+    CANCEL_REJECT = "CANCEL_REJECT"
+    STATUS = "STATUS"  # answer to a status query; unknown orders come as REJECT
+
+
+class RiskLevel(str, enum.Enum):
+    NORMAL = "NORMAL"
+    WARN = "WARN"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    HALTED = "HALTED"
+
+    @property
+    def rank(self) -> int:
+        return _RISK_RANK[self]
+
+
+_RISK_RANK = {RiskLevel.NORMAL: 0, RiskLevel.WARN: 1, RiskLevel.REDUCE_ONLY: 2, RiskLevel.HALTED: 3}
+
+
+class Severity(str, enum.Enum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+
+
+# --- market data -----------------------------------------------------------
+
+
+class Quote(_Msg):
+    """Normalised top of book of one instrument."""
+
+    venue: str
+    symbol: str
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    exch_ts_ns: int  # venue time, UTC ns
+    recv_ns: int  # monotonic ns when ingest received it
+    venue_seq: int = 0  # the venue's own update sequence number
+
+
+class FxRate(_Msg):
+    """A currency pair's rate, e.g. pair='USDCNH', 1 USD = mid CNH."""
+
+    pair: str
+    bid: float
+    ask: float
+    exch_ts_ns: int
+    recv_ns: int
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+class InstrumentStatus(_Msg):
+    """Feed health of one instrument (stale-feed detection)."""
+
+    venue: str
+    symbol: str
+    stale: bool
+    age_ms: float
+    reason: str = ""
+
+
+# --- signals and orders ------------------------------------------------------
+
+
+class SignalLeg(_Msg):
+    instrument: str
+    side: Side
+    qty: int
+    limit_px: float
+
+
+class Signal(_Msg):
+    """A request for one pair trade."""
+
+    signal_id: str
+    pair: str
+    direction: Side  # BUY = buy the spread (buy leg A, sell leg B)
+    closing: bool  # True when the trade reduces the pair's inventory
+    legs: tuple[SignalLeg, ...]
+    spread: float
+    zscore: float
+    expiry_ns: int
+    tick_recv_ns: int  # receive time of the quote that triggered it
+    signal_ns: int
+
+
+class OrderRequest(_Msg):
+    cl_ord_id: str
+    trade_id: str
+    account: str
+    venue: str
+    instrument: str
+    side: Side
+    qty: int
+    price: float | None  # None: marketable at any price
+    tif: TimeInForce = TimeInForce.DAY
+    purpose: OrderPurpose = OrderPurpose.OPEN
+    tick_recv_ns: int = 0
+    sent_ns: int = 0
+
+
+class CancelRequest(_Msg):
+    cl_ord_id: str
+    venue: str
+    instrument: str
+
+
+class StatusRequest(_Msg):
+    cl_ord_id: str
+    venue: str
+
+
+class OrderEvent(_Msg):
+    """An execution report from a venue (after FIX 35=8)."""
+
+    cl_ord_id: str
+    exec_type: ExecType
+    venue: str
+    instrument: str
+    side: Side
+    order_qty: int
+    cum_qty: int
+    leaves_qty: int
+    last_qty: int = 0
+    last_px: float = 0.0
+    avg_px: float = 0.0
+    exec_id: str = ""
+    venue_order_id: str = ""
+    reason: str = ""  # CATEGORY_CONDITION: key=value
+    venue_ts_ns: int = 0
+    recv_ns: int = 0
+
+
+class LegView(_Msg):
+    instrument: str
+    side: Side
+    target_qty: int
+    filled_qty: int
+    avg_price: float
+    net_qty: int  # signed position after all fills of this trade, unwinds included
+    sub_accounts: tuple[str, ...] = ()
+
+
+class PairTradeEvent(_Msg):
+    """One transition of a pair trade's state machine."""
+
+    trade_id: str
+    pair: str
+    state: str
+    prev_state: str
+    transition: str
+    direction: Side
+    legs: tuple[LegView, ...]
+    reason: str = ""
+    resubmits: int = 0
+    rollbacks: int = 0
+    signal_id: str = ""
+    tick_recv_ns: int = 0
+    ts_ns: int = 0
+
+
+# --- risk --------------------------------------------------------------------
+
+
+class RiskState(_Msg):
+    state: RiskLevel
+    computed: RiskLevel  # what margin alone says, before the kill switch
+    kill: bool
+    reason: str
+    utilisation: float
+    ts_ns: int
+
+
+class AccountMargin(_Msg):
+    account: str
+    currency: str
+    equity: float
+    initial: float
+    maintenance: float
+    utilisation: float
+    headroom: float
+
+
+class MarginSnapshot(_Msg):
+    base_currency: str
+    accounts: tuple[AccountMargin, ...]
+    total: AccountMargin
+    margin_call: bool
+    suggestion: str = ""
+    ts_ns: int = 0
+
+
+class Alert(_Msg):
+    severity: Severity
+    code: str  # machine-readable CATEGORY_CONDITION
+    text: str
+    actor: str = ""
+    trade_id: str = ""
+    ts_ns: int = 0
+
+
+class KillSwitch(_Msg):
+    """Operator's kill switch, re-published by the supervisor while it holds."""
+
+    halted: bool
+    reason: str
+    ts_ns: int
+
+
+# --- runtime and control -----------------------------------------------------
+
+
+class Heartbeat(_Msg):
+    actor: str
+    pid: int
+    state: str
+    msgs_in: int
+    msgs_out: int
+    decode_errors: int
+    gaps: int
+    dups: int
+    detail: dict[str, float] = {}
+    ts_ns: int = 0
+
+
+class Control(_Msg):
+    """A command to an actor or the supervisor: stop, halt, resume, restart, status, ..."""
+
+    cmd: str
+    args: dict[str, str] = {}
+
+
+class CmdAck(_Msg):
+    ok: bool
+    reason: str = ""
+    data: dict[str, str] = {}
+
+
+class ReplayRequest(_Msg):
+    """Ask a publisher for the frames of a topic from seq `first` to `last`."""
+
+    topic: str
+    first: int
+    last: int
+
+
+Message = Union[
+    Quote,
+    FxRate,
+    InstrumentStatus,
+    SignalLeg,
+    Signal,
+    OrderRequest,
+    CancelRequest,
+    StatusRequest,
+    OrderEvent,
+    LegView,
+    PairTradeEvent,
+    RiskState,
+    AccountMargin,
+    MarginSnapshot,
+    Alert,
+    KillSwitch,
+    Heartbeat,
+    Control,
+    CmdAck,
+    ReplayRequest,
+]
+
+ALL_MESSAGES: tuple[type[_Msg], ...] = Message.__args__  # type: ignore[attr-defined]
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """What travels in a frame: publisher id, its epoch, per-topic sequence, origin time, body."""
+
+    src: str
+    epoch: int  # publisher start time; a new epoch means the publisher restarted
+    seq: int  # per (src, topic) on PUB/SUB; request id on command channels
+    ts_ns: int  # monotonic ns when the frame was sent
+    body: Message

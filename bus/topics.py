@@ -1,0 +1,45 @@
+"""Topic naming on the bus. Topics are dot-separated; subscribers filter by prefix."""
+
+from __future__ import annotations
+
+MD = "md."  # md.<venue>.<symbol>: Quote, FxRate, InstrumentStatus
+SIG = "sig."  # sig.<pair>: Signal
+EXEC = "exec."  # exec.order.<venue>, exec.fill.<venue>, exec.trade.<pair>
+RISK = "risk."  # risk.state, risk.margin, risk.alert, risk.deny
+HB = "hb."  # hb.<actor>: Heartbeat
+CTL = "ctl."  # ctl.kill: KillSwitch from the supervisor
+ALERT = "alert."  # alert.<actor>: Alert
+
+RISK_STATE = "risk.state"
+RISK_MARGIN = "risk.margin"
+RISK_ALERT = "risk.alert"
+RISK_DENY = "risk.deny"
+CTL_KILL = "ctl.kill"
+
+
+def md(venue: str, symbol: str) -> str:
+    return f"md.{venue}.{symbol}"
+
+
+def sig(pair: str) -> str:
+    return f"sig.{pair}"
+
+
+def exec_order(venue: str) -> str:
+    return f"exec.order.{venue}"
+
+
+def exec_report(venue: str) -> str:
+    return f"exec.report.{venue}"
+
+
+def exec_trade(pair: str) -> str:
+    return f"exec.trade.{pair}"
+
+
+def hb(actor: str) -> str:
+    return f"hb.{actor}"
+
+
+def alert(actor: str) -> str:
+    return f"alert.{actor}"

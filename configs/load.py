@@ -1,0 +1,250 @@
+"""Load a TOML config into `Config`, reporting every error at once.
+
+msgspec stops at the first error, so the loader walks the schema itself:
+every key is checked against its field's type, unknown and missing keys are
+named, and cross-references are checked after the types. Each error carries
+the file, the key path, the offending value and why.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import msgspec
+
+from configs.schema import Config
+from configs.units import UNIT_GROUPS, unit_factor
+
+
+class ConfigError(msgspec.Struct, frozen=True):
+    file: str
+    path: str
+    value: Any
+    why: str
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return f"{self.file}: {self.path} = {shown}: {self.why}"
+
+
+class ConfigInvalid(Exception):
+    """Raised with every error found in a config."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+_MISSING = object()
+_HOURS = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
+def _walk(value: Any, tp: Any, path: str, out: list[tuple[str, Any, str]]) -> None:
+    """Check `value` against annotation `tp`, appending (path, value, why) for each error."""
+    if _is_struct(tp):
+        if not isinstance(value, dict):
+            out.append((path, value, f"expected a table, got {type(value).__name__}"))
+            return
+        fields = {f.encode_name: f for f in msgspec.structs.fields(tp)}
+        for key in value:
+            if key not in fields:
+                out.append((_join(path, key), value[key], f"unknown key (known: {', '.join(sorted(fields))})"))
+        for name, f in fields.items():
+            if name in value:
+                _walk(value[name], f.type, _join(path, name), out)
+            elif f.required:
+                out.append((_join(path, name), None, "missing required key"))
+        return
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is dict and _is_struct(args[1]):
+        if not isinstance(value, dict):
+            out.append((path, value, "expected a table"))
+            return
+        for key, item in value.items():
+            _walk(item, args[1], _join(path, key), out)
+        return
+    if origin is list and _is_struct(args[0]):
+        if not isinstance(value, list):
+            out.append((path, value, "expected an array"))
+            return
+        for i, item in enumerate(value):
+            _walk(item, args[0], f"{path}[{i}]", out)
+        return
+    if origin in (Union, types.UnionType):
+        structs = [a for a in args if _is_struct(a)]
+        if len(structs) == 1 and isinstance(value, dict):
+            _walk(value, structs[0], path, out)
+            return
+    try:
+        msgspec.convert(value, tp, strict=True)
+    except msgspec.ValidationError as exc:
+        out.append((path, value, str(exc).split(" - at `")[0]))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, errors: list[ConfigError], seen: set[Path]) -> dict:
+    path = path.resolve()
+    if path in seen:
+        errors.append(ConfigError(str(path), "include", str(path), "include cycle"))
+        return {}
+    seen.add(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        errors.append(ConfigError(str(path), "", str(path), "file not found"))
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        errors.append(ConfigError(str(path), "", "", f"not valid TOML: {exc}"))
+        return {}
+    merged: dict = {}
+    includes = data.get("include", [])
+    if not isinstance(includes, list):
+        errors.append(ConfigError(str(path), "include", includes, "expected an array of file names"))
+        includes = []
+    for inc in includes:
+        merged = _merge(merged, _read_toml(path.parent / str(inc), errors, seen))
+    return _merge(merged, data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate `path`; raise `ConfigInvalid` naming every error."""
+    path = Path(path)
+    errors: list[ConfigError] = []
+    data = _read_toml(path, errors, set())
+    if errors:
+        raise ConfigInvalid(errors)
+    found: list[tuple[str, Any, str]] = []
+    _walk(data, Config, "", found)
+    errors = [ConfigError(str(path), p, v, why) for p, v, why in found]
+    if errors:
+        raise ConfigInvalid(errors)
+    cfg = msgspec.convert(data, Config)
+    errors = [ConfigError(str(path), p, v, why) for p, v, why in check_references(cfg, path.parent)]
+    if errors:
+        raise ConfigInvalid(errors)
+    return cfg
+
+
+def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
+    """Cross-field checks that types alone cannot express."""
+    out: list[tuple[str, Any, str]] = []
+    inst, venues = cfg.active_instruments(), cfg.venues
+    fx_pairs = {k for k, i in inst.items() if i.fx}
+
+    def need_fx(path: str, ccy: str, target: str) -> None:
+        if ccy != target and f"{ccy}{target}" not in fx_pairs and f"{target}{ccy}" not in fx_pairs:
+            out.append((path, ccy, f"no FX instrument converts {ccy} to {target} (have: {', '.join(sorted(fx_pairs)) or 'none'})"))
+
+    for key, i in inst.items():
+        p = f"instruments.{key}"
+        if i.unit not in UNIT_GROUPS:
+            out.append((f"{p}.unit", i.unit, f"unknown unit (known: {', '.join(sorted(UNIT_GROUPS))})"))
+        for j, h in enumerate(i.hours):
+            if not _HOURS.match(h):
+                out.append((f"{p}.hours[{j}]", h, "expected 'HH:MM-HH:MM' (UTC)"))
+        if i.fx and len(key) != 6:
+            out.append((p, key, "an FX instrument's key must be a 6-letter pair such as USDCNH"))
+        if i.margin_model == "fixed" and i.margin_fixed <= 0 and not i.fx:
+            out.append((f"{p}.margin_fixed", i.margin_fixed, "margin_model 'fixed' needs margin_fixed > 0"))
+        if venues[i.venue].kind == "sim" and i.sim is None:
+            out.append((f"{p}.sim", None, "an instrument on a simulated venue needs a [sim] price process"))
+        if not i.fx:
+            need_fx(f"{p}.currency", i.currency, cfg.run.base_currency)
+    for key, v in venues.items():
+        p = f"venues.{key}"
+        if v.kind == "replay":
+            if v.replay is None:
+                out.append((f"{p}.replay", None, "kind 'replay' needs a [replay] table"))
+            else:
+                rp = Path(v.replay.path)
+                if not rp.is_absolute():
+                    rp = base_dir / rp
+                if not rp.exists():
+                    out.append((f"{p}.replay.path", v.replay.path, f"file not found (looked at {rp})"))
+                for sym, ikey in v.replay.symbols.items():
+                    if ikey not in inst:
+                        out.append((f"{p}.replay.symbols.{sym}", ikey, "unknown instrument"))
+        if v.kind == "fix":
+            out.append((f"{p}.kind", v.kind, "FIX venues are not available in this build"))
+    for key, pc in cfg.pairs.items():
+        p = f"pairs.{key}"
+        for leg in ("leg_a", "leg_b"):
+            ikey = getattr(pc, leg)
+            if ikey not in inst:
+                why = "instrument's venue is not configured" if ikey in cfg.instruments else "unknown instrument"
+                out.append((f"{p}.{leg}", ikey, f"{why} (active: {', '.join(sorted(inst))})"))
+                continue
+            i = inst[ikey]
+            need_fx(f"{p}.{leg}", i.currency, pc.currency)
+            if unit_factor(i.unit, pc.unit) is None:
+                out.append((f"{p}.unit", pc.unit, f"cannot convert {ikey}'s unit {i.unit!r} to {pc.unit!r}"))
+        if pc.leg_a == pc.leg_b:
+            out.append((f"{p}.leg_b", pc.leg_b, "a pair needs two different instruments"))
+        if pc.exit >= pc.entry:
+            out.append((f"{p}.exit", pc.exit, f"must be below entry ({pc.entry})"))
+    for key, a in cfg.accounts.items():
+        p = f"accounts.{key}"
+        for j, v in enumerate(a.venues):
+            if v not in venues:
+                out.append((f"{p}.venues[{j}]", v, "unknown venue"))
+        need_fx(f"{p}.currency", a.currency, cfg.run.base_currency)
+        if a.allocation != "single" and not a.sub_accounts:
+            out.append((f"{p}.allocation", a.allocation, "needs at least one sub_account"))
+        names = [s.name for s in a.sub_accounts]
+        if len(set(names)) != len(names):
+            out.append((f"{p}.sub_accounts", names, "sub-account names must be unique"))
+    traded = {v for a in cfg.accounts.values() for v in a.venues}
+    for key, pc in cfg.pairs.items():
+        for leg in (pc.leg_a, pc.leg_b):
+            if leg in inst and inst[leg].venue not in traded:
+                out.append((f"pairs.{key}", leg, f"no account trades venue {inst[leg].venue}"))
+    r = cfg.risk
+    if not r.warn_utilisation < r.reduce_utilisation <= r.halt_utilisation:
+        out.append(("risk", [r.warn_utilisation, r.reduce_utilisation, r.halt_utilisation],
+                    "thresholds must satisfy warn_utilisation < reduce_utilisation <= halt_utilisation"))
+    for j, sc in enumerate(r.spread_credits):
+        for side in ("a", "b"):
+            if getattr(sc, side) not in inst:
+                out.append((f"risk.spread_credits[{j}].{side}", getattr(sc, side), "unknown instrument"))
+    for key, ac in cfg.actors.items():
+        p = f"actors.{key}"
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", key):
+            out.append((p, key, "actor names are lower-case letters, digits and _ (at most 31)"))
+        if ac.kind == "ingest" and ac.venue not in venues:
+            out.append((f"{p}.venue", ac.venue, "an ingest actor needs a known venue"))
+        for j, v in enumerate(ac.venues):
+            if v not in venues:
+                out.append((f"{p}.venues[{j}]", v, "unknown venue"))
+            elif venues[v].kind != "sim":
+                out.append((f"{p}.venues[{j}]", v, "simex serves only venues of kind 'sim'"))
+    kinds = [a.kind for a in cfg.actors.values() if a.enabled]
+    for single in ("trigger", "executor", "marginwatch", "journal"):
+        if kinds.count(single) > 1:
+            out.append(("actors", single, f"at most one {single} actor"))
+    if not cfg.actors:
+        out.append(("actors", {}, "no actors configured"))
+    return out

@@ -1,0 +1,218 @@
+"""The config schema: one TOML file decoded into these typed Structs.
+
+Every Struct forbids unknown fields so a typo is an error, not a silent
+default. Cross-references (a pair's legs, an actor's venue) are checked in
+`configs.load`, which reports every error at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Rate = Annotated[float, Meta(ge=0.0, le=1.0)]
+PosFloat = Annotated[float, Meta(gt=0.0)]
+NonNegFloat = Annotated[float, Meta(ge=0.0)]
+PosInt = Annotated[int, Meta(gt=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+
+
+class _Cfg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class RunCfg(_Cfg):
+    seed: int = 42
+    base_currency: str = "USD"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    heartbeat_s: PosFloat = 0.5
+    heartbeat_timeout_s: PosFloat = 5.0
+    ready_timeout_s: PosFloat = 60.0
+    restart_backoff_s: PosFloat = 0.25
+    restart_backoff_max_s: PosFloat = 5.0
+    max_restarts: PosInt = 5  # crashes within restart_window_s before an actor is faulted
+    restart_window_s: PosFloat = 60.0
+    stop_timeout_s: PosFloat = 5.0
+    # "latency": pin ingest/trigger/executor/simex to cpu 0 and the rest to cpu 1
+    cpu_profile: Literal["none", "latency"] = "none"
+
+
+class EndpointsCfg(_Cfg):
+    transport: Literal["ipc", "tcp"] = "ipc"
+    host: str = "127.0.0.1"  # tcp: the host actors bind and connect on
+    base_port: Annotated[int, Meta(ge=1024, le=65000)] = 17100
+    hwm: PosInt = 100_000  # send/receive high-water mark for events
+
+
+class SimVenueCfg(_Cfg):
+    """Behaviour of a simulated venue; all rates are per order, seeded."""
+
+    ack_latency_ms: NonNegFloat = 0.5
+    fill_latency_ms: NonNegFloat = 1.0
+    reject_rate: Rate = 0.0
+    partial_rate: Rate = 0.0
+    drop_rate: Rate = 0.0  # orders never answered (the executor must query)
+    disconnect_every_s: NonNegFloat = 0.0  # 0: never
+    disconnect_for_s: NonNegFloat = 0.5
+
+
+class ReplayCfg(_Cfg):
+    path: str
+    format: Literal["dbn", "csv"] = "dbn"
+    pace: Literal["recorded", "fast"] = "fast"
+    speed: PosFloat = 1.0  # with pace=recorded: 2.0 replays twice as fast
+    loop: bool = False
+    # venue symbol (raw symbol or instrument id as text) -> instrument key
+    symbols: dict[str, str] = {}
+
+
+class VenueCfg(_Cfg):
+    kind: Literal["sim", "replay", "fix"] = "sim"
+    stale_ms: PosFloat = 2000.0  # no update within this: the instrument is stale
+    sim: SimVenueCfg = SimVenueCfg()
+    replay: ReplayCfg | None = None
+
+
+class SimPriceCfg(_Cfg):
+    """Price process of a simulated instrument."""
+
+    start: PosFloat
+    vol_bp: NonNegFloat = 2.0  # stdev of a step, basis points
+    spread_ticks: PosInt = 1
+    size: PosInt = 20  # mean top-of-book size
+    interval_ms: PosFloat = 20.0  # one quote per instrument per interval
+    drift_bp: float = 0.0  # per step; a negative drift makes a falling market
+
+
+class InstrumentCfg(_Cfg):
+    venue: str
+    symbol: str
+    tick: PosFloat
+    multiplier: PosFloat
+    currency: str
+    unit: str = "pt"  # unit the price is quoted per: g, oz, kg, bbl, pt, ccy
+    hours: list[str] = []  # UTC sessions "HH:MM-HH:MM"; empty: always open
+    margin_model: Literal["fixed", "percent", "scenario"] = "percent"
+    margin_fixed: NonNegFloat = 0.0  # per lot, instrument currency
+    margin_pct: Rate = 0.1  # of notional
+    scan_range_pct: Rate = 0.08  # scenario model: price scan range
+    commodity: str = ""  # group for calendar/inter-commodity spread charges
+    fx: bool = False  # a currency pair quoted by the venue (USDCNH, USDHKD)
+    sim: SimPriceCfg | None = None
+
+
+class PairCfg(_Cfg):
+    leg_a: str  # inner (domestic) leg
+    leg_b: str  # outer (foreign) leg
+    ratio_a: PosInt = 1
+    ratio_b: PosInt = 1
+    currency: str = "USD"  # both legs compared in this currency ...
+    unit: str = "pt"  # ... per this unit
+    mode: Literal["spread", "ratio", "zscore"] = "zscore"
+    entry: PosFloat = 2.0  # open when |value| crosses this
+    exit: NonNegFloat = 0.5  # close when |value| falls under this
+    lots: PosInt = 1  # ratio units per trade
+    min_size: NonNegFloat = 1.0  # both legs' top of book must show this (in ratio)
+    max_quote_age_ms: PosFloat = 500.0
+    cooldown_ms: NonNegFloat = 200.0
+    max_inventory: PosInt = 3  # open pair trades' ratio units, per direction
+    ewma_halflife: PosFloat = 200.0  # in ticks
+    hedge_window: Annotated[int, Meta(ge=2)] = 200
+    warmup_ticks: NonNegInt = 50
+    expiry_ms: PosFloat = 500.0
+    send_mode: Literal["both", "lead"] = "both"
+    lead_leg: Literal["a", "b"] = "a"
+    order_timeout_ms: PosFloat = 250.0
+    max_resubmits: NonNegInt = 3
+    payup_ticks: NonNegInt = 1
+    slippage_budget_ticks: NonNegInt = 5
+    deadline_ms: PosFloat = 2000.0
+    rollback_attempts: PosInt = 5
+    # basis of the simulated market: mean-reverting, sometimes opening past the triggers
+    sim_basis_bp: NonNegFloat = 0.0
+    sim_basis_reversion: Rate = 0.05
+    sim_basis_vol_bp: NonNegFloat = 1.0
+
+
+class SubAccountCfg(_Cfg):
+    name: str
+    capacity: PosFloat = 1.0  # weight for capacity-weighted allocation
+    max_lots: PosInt = 5000  # concentration cap per instrument
+    tags: list[str] = []  # compliance tags
+    deny: list[str] = []  # instruments this sub-account may not trade
+    allow: list[str] = []  # if set, only these
+
+
+class AccountCfg(_Cfg):
+    currency: str
+    balance: float
+    venues: list[str]
+    allocation: Literal["single", "round_robin", "capacity"] = "single"
+    sub_accounts: list[SubAccountCfg] = []
+    iceberg_visible: NonNegInt = 0  # 0: no slicing
+
+
+class SpreadCreditCfg(_Cfg):
+    a: str
+    b: str
+    rate: Rate
+
+
+class LimitsCfg(_Cfg):
+    max_order_qty: PosInt = 50
+    max_order_notional: PosFloat = 5e7  # base currency
+    max_position: PosInt = 100  # per instrument, lots
+    max_pair_position: PosInt = 20  # per pair, ratio units
+    max_orders_per_s: PosFloat = 200.0
+    price_band_ticks: PosInt = 50
+
+
+class RiskCfg(_Cfg):
+    warn_utilisation: Rate = 0.8
+    reduce_utilisation: Rate = 0.9
+    halt_utilisation: Annotated[float, Meta(ge=0.0, le=10.0)] = 1.0
+    hysteresis: Rate = 0.05
+    margin_call_buffer: Annotated[float, Meta(ge=1.0)] = 1.2
+    maintenance_ratio: Rate = 0.8  # maintenance = initial x this
+    broker_addon: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.0
+    fx_stale_ms: PosFloat = 5000.0
+    snapshot_interval_ms: PosFloat = 500.0
+    spread_credits: list[SpreadCreditCfg] = []
+    limits: LimitsCfg = LimitsCfg()
+
+
+class ActorCfg(_Cfg):
+    kind: Literal["simex", "ingest", "trigger", "executor", "marginwatch", "journal"]
+    venue: str = ""  # ingest: the venue it reads
+    venues: list[str] = []  # simex: the venues it simulates (empty: every sim venue)
+    enabled: bool = True
+
+
+class Config(_Cfg):
+    run: RunCfg = RunCfg()
+    endpoints: EndpointsCfg = EndpointsCfg()
+    include: list[str] = []  # other TOML files merged in first (e.g. the catalogue)
+    venues: dict[str, VenueCfg] = {}
+    instruments: dict[str, InstrumentCfg] = {}
+    pairs: dict[str, PairCfg] = {}
+    accounts: dict[str, AccountCfg] = {}
+    risk: RiskCfg = RiskCfg()
+    actors: dict[str, ActorCfg] = {}
+
+    def active_instruments(self) -> dict[str, InstrumentCfg]:
+        """Instruments on a configured venue; the rest of the catalogue is inert."""
+        return {k: i for k, i in self.instruments.items() if i.venue in self.venues}
+
+    def fx_instruments(self) -> dict[str, InstrumentCfg]:
+        return {k: i for k, i in self.active_instruments().items() if i.fx}
+
+    def venue_instruments(self, venue: str) -> dict[str, InstrumentCfg]:
+        return {k: i for k, i in self.instruments.items() if i.venue == venue}
+
+    def account_for_venue(self, venue: str) -> str | None:
+        for name, acct in self.accounts.items():
+            if venue in acct.venues:
+                return name
+        return None
