@@ -1,0 +1,42 @@
+# xmc: `make run` runs the demo end to end; `make test` runs the whole suite.
+# Both set everything up first (a venv under .venv/, nothing installed by hand).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+XMC    := $(VENV)/bin/xmc
+STAMP  := $(VENV)/.stamp-install
+DURATION ?= 30
+RUN_DIR  ?= run
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast bench demo-check clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  echo "installing python3-venv (apt)"; \
+	  (apt-get update -qq && apt-get install -y -qq python3-venv python3-pip) >/dev/null; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+run: setup
+	$(XMC) check configs/demo.toml
+	$(XMC) up configs/demo.toml --run-dir $(RUN_DIR) --duration $(DURATION) --live
+	$(XMC) report --run-dir $(RUN_DIR)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build run .pytest_cache .hypothesis
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

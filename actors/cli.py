@@ -1,0 +1,291 @@
+"""`xmc`: the operator's command line (click).
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
+Listing commands take `--json` and then print exactly one JSON document on
+stdout; diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import zmq
+
+from actors.supervisor import LIVE_STATES, Supervisor, read_status_file
+from bus.command import CommandTimeout, call
+from bus.messages import CmdAck, Control
+from configs.load import ConfigInvalid, load_config
+from configs.schema import Config
+
+RUN_DIR_OPT = click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("XMC_RUN_DIR", "run"),
+    show_default="./run or $XMC_RUN_DIR",
+    help="Run directory (logs, journal, sockets, status).",
+)
+
+
+class CliFailure(click.ClickException):
+    exit_code = 1
+
+
+def _err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _load(config: str) -> Config:
+    try:
+        return load_config(config)
+    except ConfigInvalid as exc:
+        for e in exc.errors:
+            _err(str(e))
+        _err(f"{len(exc.errors)} error(s) in {config}")
+        sys.exit(2)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def supervisor_info(run_dir: Path) -> dict | None:
+    """The running supervisor's info, or None when none runs in this run dir."""
+    try:
+        info = json.loads((run_dir / "supervisor.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return info if _pid_alive(int(info["pid"])) else None
+
+
+def control(run_dir: Path, cmd: str, timeout_s: float = 5.0, **args: str) -> CmdAck:
+    info = supervisor_info(run_dir)
+    if info is None:
+        raise CliFailure(f"no supervisor runs in {run_dir} (start one with `xmc up CONFIG`)")
+    try:
+        reply = call(zmq.Context.instance(), info["cli"], Control(cmd=cmd, args=args), timeout_s)
+    except CommandTimeout as exc:
+        raise CliFailure(f"supervisor pid {info['pid']} did not answer: {exc}") from None
+    if not isinstance(reply, CmdAck):
+        raise CliFailure(f"unexpected answer {type(reply).__name__}")
+    if not reply.ok:
+        raise CliFailure(reply.reason)
+    return reply
+
+
+def live_status(run_dir: Path) -> dict:
+    return json.loads(control(run_dir, "status").data["json"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """xmc: cross-market spread arbitrage (supervisor and operator tools)."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@RUN_DIR_OPT
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Run this many seconds, then shut down cleanly.")
+@click.option("--detach", is_flag=True, help="Run the supervisor in the background; return once all actors are ready.")
+@click.option("--live", is_flag=True, help="Show a live terminal view while running (foreground only).")
+def up(config: str, run_dir: Path, duration: float | None, detach: bool, live: bool) -> None:
+    """Start and supervise every actor of CONFIG."""
+    cfg = _load(config)
+    info = supervisor_info(run_dir)
+    if info is not None:
+        raise CliFailure(f"a supervisor (pid {info['pid']}) already runs in {run_dir}; `xmc down` first")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "supervisor.json").unlink(missing_ok=True)
+    if detach:
+        _up_detached(config, cfg, run_dir, duration)
+        return
+    sup = Supervisor(config, cfg, run_dir, duration)
+    sup.start()
+    _err(f"xmc: supervising {len(sup.actors)} actors in {run_dir.resolve()} (Ctrl-C stops)")
+    if live:
+        from actors.liveview import attach_live_view
+
+        attach_live_view(sup)
+    code = sup.run()
+    _err(f"xmc: stopped ({sup._stop_reason}), exit {code}")
+    sys.exit(code)
+
+
+def _up_detached(config: str, cfg: Config, run_dir: Path, duration: float | None) -> None:
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    err = open(run_dir / "logs" / "supervisor.stderr", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actors.supervisor", config, str(run_dir), str(duration or "")],
+        stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    err.close()
+    deadline = time.monotonic() + cfg.run.ready_timeout_s + 10
+    status: dict = {}
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CliFailure(f"supervisor exited with {proc.returncode}; see {run_dir / 'logs' / 'supervisor.stderr'}")
+        if supervisor_info(run_dir) is not None:
+            try:
+                status = live_status(run_dir)
+            except CliFailure:
+                status = {}
+            states = {a["name"]: a["state"] for a in status.get("actors", [])}
+            faulted = sorted(n for n, s in states.items() if s == "faulted")
+            if faulted:
+                raise CliFailure(f"actors faulted: {', '.join(faulted)} (supervisor pid {proc.pid} still runs; see `xmc logs`)")
+            if states and all(s in LIVE_STATES for s in states.values()):
+                click.echo(f"xmc: {len(states)} actors ready, supervisor pid {proc.pid}, run dir {run_dir}")
+                return
+        time.sleep(0.1)  # CLI waiting on another process; not test synchronisation
+    raise CliFailure(f"not all actors ready within {cfg.run.ready_timeout_s + 10:.0f}s: {status}")
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def down(run_dir: Path, timeout: float) -> None:
+    """Stop everything this run dir's supervisor started; no process is left."""
+    info = supervisor_info(run_dir)
+    if info is not None:
+        pid = int(info["pid"])
+        try:
+            control(run_dir, "down")
+        except CliFailure as exc:
+            _err(f"xmc: {exc.message}; terminating pid {pid}")
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            _err(f"xmc: supervisor pid {pid} still alive after {timeout}s; killing it")
+            os.kill(pid, signal.SIGKILL)
+    leftovers = _kill_leftovers(run_dir)
+    if leftovers:
+        _err(f"xmc: killed leftover actor processes {leftovers}")
+    click.echo("xmc: down" if info is not None else f"xmc: no supervisor was running in {run_dir}")
+
+
+def _kill_leftovers(run_dir: Path) -> list[int]:
+    """Kill actor processes of this run dir that outlived their supervisor."""
+    marker = str(run_dir.resolve())
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [c.decode("utf-8", "replace") for c in cmd]
+        if "actors.run" in args and marker in args:
+            try:
+                os.killpg(int(proc.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(int(proc.name))
+    return killed
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def status(run_dir: Path, as_json: bool) -> None:
+    """Per actor: pid, state, restarts, heartbeat age, messages, decode errors, gaps."""
+    running = supervisor_info(run_dir) is not None
+    doc = live_status(run_dir) if running else read_status_file(run_dir)
+    if doc is None:
+        raise CliFailure(f"no run in {run_dir}")
+    doc["running"] = running
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from actors.tables import status_table
+
+    status_table(doc)
+
+
+@main.command()
+@click.argument("actor")
+@RUN_DIR_OPT
+def restart(actor: str, run_dir: Path) -> None:
+    """Restart one actor."""
+    control(run_dir, "restart", actor=actor)
+    click.echo(f"xmc: restarting {actor}")
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--reason", default="operator", show_default=True)
+def halt(run_dir: Path, reason: str) -> None:
+    """Kill switch: force risk state HALTED (pair trades in flight still finish their rollback)."""
+    control(run_dir, "halt", reason=reason)
+    click.echo(f"xmc: HALTED ({reason})")
+
+
+@main.command()
+@RUN_DIR_OPT
+def resume(run_dir: Path) -> None:
+    """Release the kill switch: back to the computed risk state."""
+    control(run_dir, "resume")
+    click.echo("xmc: resumed")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def check(config: str) -> None:
+    """Validate CONFIG: exit 0 if valid; 2 and every error (key path, value, why) on stderr."""
+    cfg = _load(config)
+    click.echo(
+        f"ok: {config}: {len(cfg.venues)} venues, {len(cfg.active_instruments())} instruments, "
+        f"{len(cfg.pairs)} pairs, {len(cfg.accounts)} accounts, {len(cfg.actors)} actors"
+    )
+
+
+@main.command()
+@click.argument("actor", required=False)
+@RUN_DIR_OPT
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), help="Minimum level.")
+@click.option("--trade", "trade_id", help="Only lines about this trade (trade_id, or its orders' cl_ord_id).")
+@click.option("--grep", "greps", multiple=True, metavar="KEY=VALUE", help="Only lines whose KEY equals VALUE (repeatable).")
+def logs(actor: str | None, run_dir: Path, follow: bool, level: str | None, trade_id: str | None, greps: tuple[str, ...]) -> None:
+    """Tail and filter the JSON logs of one or all actors."""
+    from actors.logview import LogFilter, follow_logs, read_logs
+
+    try:
+        flt = LogFilter.build(level, trade_id, greps)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    log_dir = run_dir / "logs"
+    if not log_dir.is_dir():
+        raise CliFailure(f"no logs in {log_dir}")
+    if actor is not None and not (log_dir / f"{actor}.jsonl").exists():
+        known = sorted(p.stem for p in log_dir.glob("*.jsonl"))
+        raise CliFailure(f"no log for actor {actor!r} (have: {', '.join(known)})")
+    for line in read_logs(log_dir, actor, flt):
+        click.echo(line)
+    if follow:
+        try:
+            for line in follow_logs(log_dir, actor, flt):
+                click.echo(line)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+"""The actor runtime: lifecycle, one blocking poll loop over sockets and timers,
+heartbeats, the ready handshake with the supervisor, clean shutdown.
+
+An actor subclasses `Actor`, declares its sockets in `setup()` and its
+hot-path work in handlers. It never spins: the loop blocks in `poll` until a
+socket is readable or the next timer is due (these hosts have 2 cores).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import zmq
+
+from actors.logs import setup_logging
+from bus.codec import FrameError
+from bus.command import CommandClient, CommandServer
+from bus.endpoints import Endpoints
+from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest
+from bus.pubsub import Inbound, Publisher, SeqStatus
+from bus import topics
+from configs.schema import ActorCfg, Config
+
+MAX_DRAIN = 2000  # frames read from one socket before the loop looks at the others
+
+
+class Lifecycle(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAULTED = "faulted"
+
+
+SubHandler = Callable[[str, Envelope], None]
+
+
+class _Timer:
+    __slots__ = ("due", "interval", "fn", "seq", "cancelled")
+
+    def __init__(self, due: float, interval: float, fn: Callable[[], None], seq: int) -> None:
+        self.due = due
+        self.interval = interval
+        self.fn = fn
+        self.seq = seq
+        self.cancelled = False
+
+    def __lt__(self, other: "_Timer") -> bool:
+        return (self.due, self.seq) < (other.due, other.seq)
+
+
+class Actor:
+    """Base of every actor process."""
+
+    kind: ClassVar[str] = ""
+    replay_depth: ClassVar[int] = 0  # frames per topic kept for ReplayRequest (journal gap fill)
+
+    def __init__(self, name: str, cfg: Config, run_dir: str | Path) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.spec: ActorCfg = cfg.actors[name]
+        self.run_dir = Path(run_dir)
+        self.eps = Endpoints(cfg, run_dir)
+        self.epoch = time.time_ns()
+        self.log = setup_logging(run_dir, name, cfg.run.log_level)
+        self.state = Lifecycle.STARTING
+        self.kill = KillSwitch(halted=False, reason="", ts_ns=0)
+        self.ctx = zmq.Context.instance()
+        self.poller = zmq.Poller()
+        self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
+        self._inbounds: list[Inbound] = []
+        self._timers: list[_Timer] = []
+        self._timer_seq = 0
+        self._stop = False
+        self.handler_errors = 0
+        self.msgs_in = 0
+        self.cmd_decode_errors = 0
+        self._cmd_bad: dict[str, int] = {}
+
+        hwm = cfg.endpoints.hwm
+        self.pub_sock = self._socket(zmq.PUB, hwm)
+        self.pub_sock.bind(self.eps.pub(name))
+        self.pub = Publisher(self.pub_sock, name, self.epoch, self.replay_depth)
+
+        self.cmd_sock = self._socket(zmq.ROUTER, hwm)
+        self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.cmd_sock.bind(self.eps.cmd(name))
+        self.cmd = CommandServer(self.cmd_sock, name, self.epoch)
+        self._register(self.cmd_sock, self._drain_cmd)
+
+        self.ctl_sock = self._socket(zmq.DEALER, hwm)
+        self.ctl_sock.setsockopt(zmq.ROUTING_ID, name.encode())
+        self.ctl_sock.connect(self.eps.supervisor_ctl())
+        self.ctl = CommandClient(self.ctl_sock, name, self.epoch)
+        self._register(self.ctl_sock, self._drain_ctl)
+
+    # ---- building blocks for subclasses ------------------------------------
+
+    def _socket(self, kind: int, hwm: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 500)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        return sock
+
+    def _register(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
+        self._handlers[sock] = fn
+        self.poller.register(sock, zmq.POLLIN)
+
+    def subscribe(self, publishers: list[str], prefixes: list[str], handler: SubHandler, name: str = "sub") -> Inbound:
+        """Connect one SUB socket to the publishers' PUB endpoints with these topic prefixes."""
+        sock = self._socket(zmq.SUB, self.cfg.endpoints.hwm)
+        for p in prefixes:
+            sock.setsockopt(zmq.SUBSCRIBE, p.encode())
+        for pub in publishers:
+            sock.connect(self.eps.pub(pub))
+        inbound = Inbound(f"{self.name}.{name}", self._on_bad_frame)
+        self._inbounds.append(inbound)
+
+        def drain() -> None:
+            for _ in range(MAX_DRAIN):
+                try:
+                    frame = sock.recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    return
+                decoded = inbound.decode(frame)
+                if decoded is None:
+                    continue
+                topic, env = decoded
+                status, first_missing = inbound.seq.check(topic, env)
+                if status is SeqStatus.DUP:
+                    continue
+                if status is SeqStatus.GAP:
+                    self.log.warning("bus_gap", src=env.src, topic=topic, first_missing=first_missing, last_missing=env.seq - 1)
+                    self.on_gap(env.src, topic, first_missing, env.seq - 1)
+                elif status is SeqStatus.RESTART:
+                    self.log.info("publisher_restarted", src=env.src, topic=topic)
+                self.msgs_in += 1
+                self._guarded(handler, topic, env)
+
+        self._register(sock, drain)
+        return inbound
+
+    def connect_command(self, actor: str, handler: Callable[[Envelope], None]) -> CommandClient:
+        """A DEALER to another actor's command ROUTER; answers go to `handler`."""
+        sock = self._socket(zmq.DEALER, self.cfg.endpoints.hwm)
+        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        sock.connect(self.eps.cmd(actor))
+        client = CommandClient(sock, self.name, self.epoch)
+        source = f"{self.name}.cmd<-{actor}"
+
+        def drain() -> None:
+            for _ in range(MAX_DRAIN):
+                try:
+                    env = client.recv()
+                except zmq.Again:
+                    return
+                except FrameError as exc:
+                    self._bad_command(source, str(exc))
+                    continue
+                self.msgs_in += 1
+                self._guarded(handler, env)
+
+        self._register(sock, drain)
+        return client
+
+    def every(self, interval_s: float, fn: Callable[[], None]) -> _Timer:
+        return self._add_timer(time.monotonic() + interval_s, interval_s, fn)
+
+    def after(self, delay_s: float, fn: Callable[[], None]) -> _Timer:
+        return self._add_timer(time.monotonic() + delay_s, 0.0, fn)
+
+    def _add_timer(self, due: float, interval: float, fn: Callable[[], None]) -> _Timer:
+        self._timer_seq += 1
+        t = _Timer(due, interval, fn, self._timer_seq)
+        heapq.heappush(self._timers, t)
+        return t
+
+    def publish(self, topic: str, msg: Message) -> None:
+        self.pub.publish(topic, msg)
+
+    def set_degraded(self, degraded: bool, reason: str = "") -> None:
+        if self.state in (Lifecycle.RUNNING, Lifecycle.DEGRADED):
+            new = Lifecycle.DEGRADED if degraded else Lifecycle.RUNNING
+            if new is not self.state:
+                self.state = new
+                self.log.warning("actor_degraded" if degraded else "actor_recovered", reason=reason)
+                self._heartbeat()
+
+    # ---- hooks ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Declare sockets and timers."""
+
+    def warm(self) -> None:
+        """Compile/warm hot paths before reporting ready."""
+
+    def after_drain(self) -> None:
+        """Called once per loop turn after every readable socket was drained (conflation point)."""
+
+    def on_command(self, peer: bytes, env: Envelope) -> Message | None:
+        """A request on this actor's command ROUTER; the return value is sent back."""
+        return CmdAck(ok=False, reason=f"COMMAND_UNSUPPORTED: kind={type(env.body).__name__} actor={self.name}")
+
+    def on_control(self, ctl: Control) -> CmdAck:
+        return CmdAck(ok=False, reason=f"CONTROL_UNKNOWN: cmd={ctl.cmd}")
+
+    def on_kill(self, kill: KillSwitch) -> None:
+        """The operator's kill switch changed (delivered by the supervisor)."""
+
+    def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        """Frames first..last of (src, topic) were missed."""
+
+    def detail(self) -> dict[str, float]:
+        """Actor-specific figures for `xmc status` (e.g. quote rates)."""
+        return {}
+
+    def teardown(self) -> None:
+        """Release resources; flush what must not be lost."""
+
+    # ---- loop ------------------------------------------------------------------
+
+    def _guarded(self, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a bug in one handler must not kill the actor silently
+            self.handler_errors += 1
+            self.log.error("handler_error", error=repr(exc), tb=traceback.format_exc(limit=8))
+
+    def _on_bad_frame(self, source: str, reason: str, count: int) -> None:
+        self.log.warning("frame_dropped", source=source, reason=reason, count=count)
+
+    def _bad_command(self, source: str, reason: str) -> None:
+        self.cmd_decode_errors += 1
+        n = self._cmd_bad.get(source, 0) + 1
+        self._cmd_bad[source] = n
+        if n == 1 or n % 1000 == 0:
+            self._on_bad_frame(source, reason, n)
+
+    def _drain_cmd(self) -> None:
+        for _ in range(MAX_DRAIN):
+            try:
+                peer, env = self.cmd.recv()
+            except zmq.Again:
+                return
+            except FrameError as exc:
+                self._bad_command(f"{self.name}.cmd", str(exc))
+                continue
+            self.msgs_in += 1
+            body = env.body
+            if isinstance(body, Control):
+                reply: Message | None = self.on_control(body)
+            elif isinstance(body, ReplayRequest):
+                for frame in self.pub.replay(body.topic, body.first, body.last):
+                    self.cmd_sock.send_multipart([peer, b"R" + frame])
+                reply = CmdAck(ok=True)
+            else:
+                try:
+                    reply = self.on_command(peer, env)
+                except Exception as exc:
+                    self.handler_errors += 1
+                    self.log.error("handler_error", error=repr(exc), tb=traceback.format_exc(limit=8))
+                    reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
+            if reply is not None:
+                self.cmd.send(peer, env.seq, reply)
+
+    def _drain_ctl(self) -> None:
+        for _ in range(MAX_DRAIN):
+            try:
+                env = self.ctl.recv()
+            except zmq.Again:
+                return
+            except FrameError as exc:
+                self._bad_command(f"{self.name}.ctl", str(exc))
+                continue
+            body = env.body
+            if isinstance(body, KillSwitch):
+                if body != self.kill:
+                    self.kill = body
+                    self.log.warning("kill_switch", halted=body.halted, reason=body.reason)
+                    self._guarded(self.on_kill, body)
+            elif isinstance(body, Control):
+                if body.cmd == "stop":
+                    self._stop = True
+                else:
+                    self.ctl.send(self.on_control(body), req_id=env.seq)
+
+    def counters(self) -> Heartbeat:
+        decode_errors = self.cmd_decode_errors + sum(i.decode_errors for i in self._inbounds)
+        gaps = sum(i.seq.gaps for i in self._inbounds)
+        dups = sum(i.seq.dups for i in self._inbounds)
+        detail = dict(self.detail())
+        detail["handler_errors"] = float(self.handler_errors)
+        return Heartbeat(
+            actor=self.name,
+            pid=os.getpid(),
+            state=self.state.value,
+            msgs_in=self.msgs_in,
+            msgs_out=self.pub.sent,
+            decode_errors=decode_errors,
+            gaps=gaps,
+            dups=dups,
+            detail=detail,
+            ts_ns=time.monotonic_ns(),
+        )
+
+    def _heartbeat(self) -> None:
+        hb = self.counters()
+        self.ctl.send(hb)
+        self.pub.publish(topics.hb(self.name), hb)
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
+        self._stop = True
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT or a stop command; returns the exit code."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self.log.info("actor_starting", kind=self.kind)
+        try:
+            self.setup()
+            self.warm()
+        except Exception as exc:
+            self.state = Lifecycle.FAULTED
+            self.log.error("actor_start_failed", error=repr(exc), tb=traceback.format_exc(limit=8))
+            self._heartbeat()
+            self._close()
+            return 1
+        self.state = Lifecycle.READY
+        self._heartbeat()
+        self.log.info("actor_ready")
+        self.state = Lifecycle.RUNNING
+        self.every(self.cfg.run.heartbeat_s, self._heartbeat)
+        try:
+            self._loop()
+        finally:
+            self.state = Lifecycle.STOPPING
+            self.log.info("actor_stopping")
+            try:
+                self.teardown()
+            finally:
+                self.state = Lifecycle.STOPPED
+                self._heartbeat()
+                self.log.info("actor_stopped", msgs_in=self.msgs_in, msgs_out=self.pub.sent)
+                self._close()
+        return 0
+
+    def _loop(self) -> None:
+        handlers = self._handlers
+        poll = self.poller.poll
+        while not self._stop:
+            now = time.monotonic()
+            timeout_ms = 100.0
+            if self._timers:
+                timeout_ms = min(timeout_ms, max(0.0, (self._timers[0].due - now) * 1000.0))
+            events = poll(timeout_ms)
+            if events:
+                for sock, _ in events:
+                    handlers[sock]()
+                self._guarded(self.after_drain)
+            self._run_timers()
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0].due <= now:
+            t = heapq.heappop(timers)
+            if t.cancelled:
+                continue
+            self._guarded(t.fn)
+            if t.interval > 0:
+                t.due = max(t.due + t.interval, now)
+                heapq.heappush(timers, t)
+
+    def _close(self) -> None:
+        for sock in list(self._handlers) + [self.pub_sock]:
+            sock.close()
+        self.ctx.term()

@@ -1,0 +1,355 @@
+"""The supervisor: starts every configured actor as its own process, waits for the
+ready handshake, restarts crashed or silent actors with backoff, gives up on a
+crash loop (faulted), relays the kill switch, and answers the CLI.
+
+Files it keeps in the run dir: `supervisor.json` (pid, endpoints; present while
+it runs), `status.json` (the last status, rewritten twice a second),
+`logs/supervisor.jsonl` and `logs/<actor>.stderr` (what an actor printed,
+tracebacks included).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import zmq
+
+from actors.logs import setup_logging
+from bus.codec import FrameError
+from bus.command import CommandServer
+from bus.endpoints import Endpoints
+from bus.messages import CmdAck, Control, Heartbeat, KillSwitch
+from configs.schema import Config
+
+HOT_KINDS = {"simex", "ingest", "trigger", "executor"}
+LIVE_STATES = {"ready", "running", "degraded"}
+
+
+class ActorProc:
+    """What the supervisor knows of one actor."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.state = "stopped"
+        self.restarts = 0
+        self.crashes: collections.deque[float] = collections.deque()
+        self.consecutive = 0
+        self.started = 0.0
+        self.last_hb = 0.0
+        self.hb: Heartbeat | None = None
+        self.restart_due: float | None = None
+        self.expected_exit = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def view(self, now: float) -> dict:
+        hb = self.hb
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "pid": self.pid,
+            "state": self.state,
+            "restarts": self.restarts,
+            "heartbeat_age_s": round(now - self.last_hb, 3) if self.last_hb else None,
+            "msgs_in": hb.msgs_in if hb else 0,
+            "msgs_out": hb.msgs_out if hb else 0,
+            "decode_errors": hb.decode_errors if hb else 0,
+            "gaps": hb.gaps if hb else 0,
+            "dups": hb.dups if hb else 0,
+            "detail": dict(hb.detail) if hb else {},
+        }
+
+
+class Supervisor:
+    def __init__(self, config_path: str | Path, cfg: Config, run_dir: str | Path, duration: float | None = None) -> None:
+        self.config_path = str(Path(config_path).resolve())
+        self.cfg = cfg
+        self.run_dir = Path(run_dir).resolve()
+        self.duration = duration
+        self.eps = Endpoints(cfg, self.run_dir)
+        self.actors = {n: ActorProc(n, a.kind) for n, a in cfg.actors.items() if a.enabled}
+        self.kill = KillSwitch(halted=False, reason="", ts_ns=time.monotonic_ns())
+        self.decode_errors = 0
+        self._stop = False
+        self._stop_reason = ""
+        self.epoch = time.time_ns()
+
+    # ---- setup ------------------------------------------------------------------
+
+    def start(self) -> None:
+        for sub in ("logs", "sock", "state"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.log = setup_logging(self.run_dir, "supervisor", self.cfg.run.log_level)
+        self.ctx = zmq.Context.instance()
+        self.ctl_sock = self.ctx.socket(zmq.ROUTER)
+        self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.ctl_sock.setsockopt(zmq.LINGER, 0)
+        self.ctl_sock.bind(self.eps.supervisor_ctl())
+        self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch)
+        self.cli_sock = self.ctx.socket(zmq.ROUTER)
+        self.cli_sock.setsockopt(zmq.LINGER, 0)
+        self.cli_sock.bind(self.eps.supervisor_cli())
+        self.cli = CommandServer(self.cli_sock, "supervisor", self.epoch)
+        info = {"pid": os.getpid(), "config": self.config_path, "cli": self.eps.supervisor_cli(), "started_unix": time.time()}
+        (self.run_dir / "supervisor.json").write_text(json.dumps(info))
+        self.log.info("supervisor_started", config=self.config_path, actors=sorted(self.actors))
+        for a in self.actors.values():
+            self._spawn(a)
+
+    def _spawn(self, a: ActorProc) -> None:
+        env = dict(os.environ)
+        if self.cfg.run.cpu_profile == "latency" and (os.cpu_count() or 1) >= 2:
+            env["XMC_CPUS"] = "0" if a.kind in HOT_KINDS else "1"
+        err = open(self.run_dir / "logs" / f"{a.name}.stderr", "ab")
+        a.proc = subprocess.Popen(
+            [sys.executable, "-m", "actors.run", a.name, self.config_path, str(self.run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        err.close()
+        a.state = "starting"
+        a.started = time.monotonic()
+        a.last_hb = 0.0
+        a.hb = None
+        a.restart_due = None
+        a.expected_exit = False
+        self.log.info("actor_spawned", target=a.name, kind=a.kind, child_pid=a.proc.pid)
+
+    # ---- loop ---------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        self._stop = True
+        self._stop_reason = reason
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
+        poller = zmq.Poller()
+        poller.register(self.ctl_sock, zmq.POLLIN)
+        poller.register(self.cli_sock, zmq.POLLIN)
+        end = time.monotonic() + self.duration if self.duration else None
+        next_status = 0.0
+        while not self._stop:
+            for sock, _ in poller.poll(100):
+                if sock is self.ctl_sock:
+                    self._drain_ctl()
+                else:
+                    self._drain_cli()
+            now = time.monotonic()
+            self._check_children(now)
+            if now >= next_status:
+                self.write_status()
+                next_status = now + 0.5
+            if end is not None and now >= end:
+                self.request_stop("duration elapsed")
+        return self.shutdown()
+
+    def _drain_ctl(self) -> None:
+        while True:
+            try:
+                peer, env = self.ctl.recv()
+            except zmq.Again:
+                return
+            except FrameError as exc:
+                self._bad("supervisor.ctl", str(exc))
+                continue
+            a = self.actors.get(peer.decode("utf-8", "replace"))
+            body = env.body
+            if a is None or not isinstance(body, Heartbeat):
+                self._bad("supervisor.ctl", f"unexpected {type(body).__name__} from {peer!r}")
+                continue
+            if a.proc is None or body.pid != a.proc.pid:
+                continue  # a late heartbeat of a process already replaced
+            first_ready = a.state == "starting" and body.state in LIVE_STATES
+            a.hb = body
+            a.last_hb = time.monotonic()
+            if a.state != "faulted":
+                a.state = body.state
+            if first_ready:
+                a.consecutive = 0
+                self.log.info("actor_ready", target=a.name, child_pid=body.pid, startup_s=round(a.last_hb - a.started, 3))
+                self.ctl.send(peer, 0, self.kill)
+
+    def _bad(self, source: str, reason: str) -> None:
+        self.decode_errors += 1
+        if self.decode_errors == 1 or self.decode_errors % 1000 == 0:
+            self.log.warning("frame_dropped", source=source, reason=reason, count=self.decode_errors)
+
+    def _check_children(self, now: float) -> None:
+        run = self.cfg.run
+        for a in self.actors.values():
+            if a.proc is None:
+                if a.restart_due is not None and now >= a.restart_due:
+                    a.restarts += 1
+                    self._spawn(a)
+                continue
+            code = a.proc.poll()
+            if code is not None:
+                self._on_exit(a, code, now)
+                continue
+            if a.state == "starting" and now - a.started > run.ready_timeout_s:
+                self.log.error("actor_not_ready", target=a.name, timeout_s=run.ready_timeout_s)
+                self._kill9(a)
+            elif a.state in LIVE_STATES and now - a.last_hb > run.heartbeat_timeout_s:
+                self.log.error("actor_silent", target=a.name, heartbeat_age_s=round(now - a.last_hb, 3))
+                self._kill9(a)
+
+    def _kill9(self, a: ActorProc) -> None:
+        if a.proc is not None and a.proc.poll() is None:
+            try:
+                os.killpg(a.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _on_exit(self, a: ActorProc, code: int, now: float) -> None:
+        a.proc = None
+        if a.expected_exit:
+            self.log.info("actor_restarting", target=a.name, exit_code=code)
+            a.restart_due = now
+            a.state = "starting"
+            return
+        run = self.cfg.run
+        a.crashes.append(now)
+        while a.crashes and now - a.crashes[0] > run.restart_window_s:
+            a.crashes.popleft()
+        a.consecutive += 1
+        if len(a.crashes) >= run.max_restarts:
+            a.state = "faulted"
+            a.restart_due = None
+            self.log.error("actor_faulted", target=a.name, exit_code=code, crashes=len(a.crashes), window_s=run.restart_window_s,
+                           code="SUPERVISOR_FAULTED: actor=" + a.name)
+            return
+        backoff = min(run.restart_backoff_s * 2 ** (a.consecutive - 1), run.restart_backoff_max_s)
+        a.state = "starting"
+        a.restart_due = now + backoff
+        self.log.error("actor_crashed", target=a.name, exit_code=code, restart_in_s=round(backoff, 3), crashes=len(a.crashes))
+
+    # ---- CLI -------------------------------------------------------------------------
+
+    def _drain_cli(self) -> None:
+        while True:
+            try:
+                peer, env = self.cli.recv()
+            except zmq.Again:
+                return
+            except FrameError as exc:
+                self._bad("supervisor.cli", str(exc))
+                continue
+            if not isinstance(env.body, Control):
+                self._bad("supervisor.cli", f"unexpected {type(env.body).__name__}")
+                continue
+            self.cli.send(peer, env.seq, self._cli(env.body))
+
+    def _cli(self, ctl: Control) -> CmdAck:
+        if ctl.cmd == "status":
+            return CmdAck(ok=True, data={"json": json.dumps(self.status())})
+        if ctl.cmd == "down":
+            self.request_stop("xmc down")
+            return CmdAck(ok=True)
+        if ctl.cmd == "restart":
+            a = self.actors.get(ctl.args.get("actor", ""))
+            if a is None:
+                return CmdAck(ok=False, reason=f"ACTOR_UNKNOWN: actor={ctl.args.get('actor', '')}")
+            self.log.info("actor_restart_requested", target=a.name)
+            a.crashes.clear()
+            a.consecutive = 0
+            if a.proc is not None and a.proc.poll() is None:
+                a.expected_exit = True
+                a.proc.terminate()
+            else:
+                a.restart_due = time.monotonic()
+            return CmdAck(ok=True)
+        if ctl.cmd in ("halt", "resume"):
+            halted = ctl.cmd == "halt"
+            reason = ctl.args.get("reason", "operator") if halted else ""
+            self.kill = KillSwitch(halted=halted, reason=reason, ts_ns=time.monotonic_ns())
+            self.log.warning("kill_switch", halted=halted, reason=reason)
+            for a in self.actors.values():
+                if a.pid is not None:
+                    self.ctl.send(a.name.encode(), 0, self.kill)
+            return CmdAck(ok=True)
+        return CmdAck(ok=False, reason=f"CONTROL_UNKNOWN: cmd={ctl.cmd}")
+
+    # ---- status and shutdown -----------------------------------------------------------
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        return {
+            "supervisor": {"pid": os.getpid(), "config": self.config_path, "decode_errors": self.decode_errors,
+                           "kill_switch": {"halted": self.kill.halted, "reason": self.kill.reason}},
+            "actors": [a.view(now) for a in self.actors.values()],
+        }
+
+    def write_status(self) -> None:
+        tmp = self.run_dir / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status()))
+        tmp.replace(self.run_dir / "status.json")
+
+    def shutdown(self) -> int:
+        self.log.info("supervisor_stopping", reason=self._stop_reason)
+        live = [a for a in self.actors.values() if a.proc is not None and a.proc.poll() is None]
+        for a in live:
+            a.state = "stopping"
+            a.proc.terminate()  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.cfg.run.stop_timeout_s
+        for a in live:
+            try:
+                a.proc.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.log.error("actor_stop_timeout", target=a.name)
+                self._kill9(a)
+                a.proc.wait()  # type: ignore[union-attr]
+        faulted = [a.name for a in self.actors.values() if a.state == "faulted"]
+        for a in self.actors.values():
+            if a.state != "faulted":
+                a.state = "stopped"
+            a.proc = None
+        self.write_status()
+        self.ctl_sock.close(0)
+        self.cli_sock.close(0)
+        (self.run_dir / "supervisor.json").unlink(missing_ok=True)
+        self.log.info("supervisor_stopped", faulted=faulted)
+        return 1 if faulted else 0
+
+
+def read_status_file(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "status.json"
+    try:
+        return msgspec.json.decode(path.read_bytes())
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m actors.supervisor CONFIG RUN_DIR [DURATION]`: the detached supervisor."""
+    from configs.load import ConfigInvalid, load_config
+
+    config, run_dir = argv[0], argv[1]
+    duration = float(argv[2]) if len(argv) > 2 and argv[2] else None
+    try:
+        cfg = load_config(config)
+    except ConfigInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sup = Supervisor(config, cfg, run_dir, duration)
+    sup.start()
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
