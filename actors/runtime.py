@@ -23,7 +23,7 @@ from actors.logs import setup_logging
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest
+from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, Replayed
 from bus.pubsub import Inbound, Publisher, SeqStatus
 from bus import topics
 from configs.schema import ActorCfg, Config
@@ -62,7 +62,7 @@ class Actor:
     """Base of every actor process."""
 
     kind: ClassVar[str] = ""
-    replay_depth: ClassVar[int] = 0  # frames per topic kept for ReplayRequest (journal gap fill)
+    replay_depth: ClassVar[int] = 4096  # frames per topic kept for ReplayRequest (journal gap fill)
 
     def __init__(self, name: str, cfg: Config, run_dir: str | Path) -> None:
         self.name = name
@@ -260,9 +260,10 @@ class Actor:
             if isinstance(body, Control):
                 reply: Message | None = self.on_control(body)
             elif isinstance(body, ReplayRequest):
-                for frame in self.pub.replay(body.topic, body.first, body.last):
-                    self.cmd_sock.send_multipart([peer, b"R" + frame])
-                reply = CmdAck(ok=True)
+                frames = self.pub.replay(body.topic, body.first, body.last)
+                for frame in frames:
+                    self.cmd.send(peer, env.seq, Replayed(topic=body.topic, frame=frame))
+                reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
             else:
                 try:
                     reply = self.on_command(peer, env)
@@ -284,7 +285,7 @@ class Actor:
                 continue
             body = env.body
             if isinstance(body, KillSwitch):
-                if body != self.kill:
+                if (body.halted, body.reason) != (self.kill.halted, self.kill.reason):
                     self.kill = body
                     self.log.warning("kill_switch", halted=body.halted, reason=body.reason)
                     self._guarded(self.on_kill, body)

@@ -300,6 +300,13 @@ class ReplayRequest(_Msg):
     last: int
 
 
+class Replayed(_Msg):
+    """One frame resent from a publisher's replay buffer (answer to ReplayRequest)."""
+
+    topic: str
+    frame: bytes
+
+
 Message = Union[
     Quote,
     FxRate,
@@ -321,6 +328,7 @@ Message = Union[
     Control,
     CmdAck,
     ReplayRequest,
+    Replayed,
 ]
 
 ALL_MESSAGES: tuple[type[_Msg], ...] = Message.__args__  # type: ignore[attr-defined]
