@@ -146,7 +146,18 @@ def load_config(path: str | Path) -> Config:
     errors = [ConfigError(str(path), p, v, why) for p, v, why in check_references(cfg, path.parent)]
     if errors:
         raise ConfigInvalid(errors)
-    return cfg
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
+    """Make replay paths absolute (relative ones are relative to the config file)."""
+    venues = {}
+    for key, v in cfg.venues.items():
+        if v.replay is not None and not Path(v.replay.path).is_absolute():
+            rp = msgspec.structs.replace(v.replay, path=str((base_dir / v.replay.path).resolve()))
+            v = msgspec.structs.replace(v, replay=rp)
+        venues[key] = v
+    return msgspec.structs.replace(cfg, venues=venues)
 
 
 def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
