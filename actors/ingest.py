@@ -40,12 +40,16 @@ class IngestActor(Actor):
             simex = [n for n, a in self.cfg.actors.items() if a.kind == "simex" and (not a.venues or self.venue in a.venues)]
             self.subscribe(simex, [f"raw.{self.venue}."], self._on_raw, name="venue")
         elif vcfg.kind == "replay":
-            from feeds.replay import open_replay
+            from feeds.replay import replay_feed
 
             assert vcfg.replay is not None
-            self.feed = PacedFeed(open_replay(self.venue, vcfg.replay, self.cfg.instruments),
-                                  pace=vcfg.replay.pace, speed=vcfg.replay.speed, loop=vcfg.replay.loop)
-            self.after(0.0, self._replay)
+            self.feed = replay_feed(self.venue, vcfg.replay)
+            self._audience = 0
+            self._started = False
+            if vcfg.replay.wait_subscribers:
+                self.after(vcfg.replay.wait_timeout_s, lambda: self._start_replay("wait_timeout"))
+            else:
+                self._start_replay("no_wait")
         self.every(max(0.05, vcfg.stale_ms / 4000.0), self._check_stale)
         self.every(1.0, self._roll_rates)
 
@@ -73,6 +77,21 @@ class IngestActor(Actor):
             self.stale.discard(key)
             self.publish(topics.md(self.venue, key), InstrumentStatus(venue=self.venue, symbol=key, stale=False, age_ms=0.0))
             self.log.info("feed_fresh", venue=self.venue, instrument=key)
+
+    def on_subscribe(self, prefix: str) -> None:
+        if self.feed is None or self._started or not f"md.{self.venue}.".startswith(prefix):
+            return
+        self._audience += 1
+        replay = self.cfg.venues[self.venue].replay
+        if replay is not None and self._audience >= replay.wait_subscribers:
+            self._start_replay("subscribers_ready")
+
+    def _start_replay(self, why: str) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.log.info("replay_started", venue=self.venue, why=why, subscribers=self._audience)
+        self.after(0.0, self._replay)
 
     def _replay(self) -> None:
         feed = self.feed

@@ -87,9 +87,13 @@ class Actor:
         self._cmd_bad: dict[str, int] = {}
 
         hwm = cfg.endpoints.hwm
-        self.pub_sock = self._socket(zmq.PUB, hwm)
+        # XPUB, so the actor sees who subscribes (a replay waits for its audience)
+        self.pub_sock = self._socket(zmq.XPUB, hwm)
+        self.pub_sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.pub_sock.bind(self.eps.pub(name))
         self.pub = Publisher(self.pub_sock, name, self.epoch, self.replay_depth)
+        self.subscriptions: list[str] = []
+        self._register(self.pub_sock, self._drain_subscriptions)
 
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
         self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -246,6 +250,20 @@ class Actor:
         if n == 1 or n % 1000 == 0:
             self._on_bad_frame(source, reason, n)
 
+    def _drain_subscriptions(self) -> None:
+        for _ in range(MAX_DRAIN):
+            try:
+                frame = self.pub_sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01":
+                prefix = frame[1:].decode("utf-8", "replace")
+                self.subscriptions.append(prefix)
+                self._guarded(self.on_subscribe, prefix)
+
+    def on_subscribe(self, prefix: str) -> None:
+        """A subscriber connected to this actor's PUB with this topic prefix."""
+
     def _drain_cmd(self) -> None:
         for _ in range(MAX_DRAIN):
             try:
@@ -383,6 +401,6 @@ class Actor:
                 heapq.heappush(timers, t)
 
     def _close(self) -> None:
-        for sock in list(self._handlers) + [self.pub_sock]:
+        for sock in list(self._handlers):
             sock.close()
         self.ctx.term()

@@ -66,6 +66,9 @@ class ReplayCfg(_Cfg):
     loop: bool = False
     # venue symbol (raw symbol or instrument id as text) -> instrument key
     symbols: dict[str, str] = {}
+    # start only once this many subscriptions to the venue's quotes exist (or after wait_timeout_s)
+    wait_subscribers: NonNegInt = 0
+    wait_timeout_s: PosFloat = 10.0
 
 
 class VenueCfg(_Cfg):
