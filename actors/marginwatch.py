@@ -1,0 +1,81 @@
+"""The marginwatch actor: one view of capital across markets and currencies.
+
+It consumes quotes and FX from every ingest and fills from the executor,
+publishes a `MarginSnapshot` on `risk.margin` on a timer and after every fill,
+and the `RiskState` on `risk.state` at once when it changes (and on the timer,
+so a restarted subscriber learns it). Alerts go to `risk.alert` and the log.
+"""
+
+from __future__ import annotations
+
+import time
+
+from actors.runtime import Actor
+from bus import topics
+from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState
+from riskguard.watch import MarginWatch
+
+
+class MarginWatchActor(Actor):
+    kind = "marginwatch"
+
+    def setup(self) -> None:
+        self.watch = MarginWatch(self.cfg, actor=self.name)
+        ingest = [n for n, a in self.cfg.actors.items() if a.kind == "ingest"]
+        executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
+        self.subscribe(ingest, [topics.MD], self._on_md, name="md")
+        self.subscribe(executors, ["exec.report."], self._on_report, name="exec")
+        self.fills = 0
+        self.last_state: RiskState | None = None
+        self.util = 0.0
+        self._dirty = False
+        self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
+
+    def warm(self) -> None:
+        self.watch.warm_up()
+
+    def _on_md(self, topic: str, env: Envelope) -> None:
+        body = env.body
+        if isinstance(body, Quote):
+            self.watch.on_quote(body)
+        elif isinstance(body, FxRate):
+            self.watch.on_fx(body)
+
+    def _on_report(self, topic: str, env: Envelope) -> None:
+        ev = env.body
+        if isinstance(ev, OrderEvent) and ev.exec_type is ExecType.FILL and ev.last_qty > 0:
+            self.watch.on_fill(ev)
+            self.fills += 1
+            self._dirty = True
+
+    def after_drain(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._evaluate(periodic=False)
+
+    def on_kill(self, kill: KillSwitch) -> None:
+        self.watch.set_kill(kill.halted, kill.reason, time.monotonic_ns())
+        self._evaluate(periodic=False)
+
+    def _tick(self) -> None:
+        self._evaluate(periodic=True)
+
+    def _evaluate(self, periodic: bool) -> None:
+        ev = self.watch.evaluate(time.monotonic_ns())
+        if ev.changed or periodic:
+            self.publish(topics.RISK_STATE, ev.state)
+        self.publish(topics.RISK_MARGIN, ev.snapshot)
+        for alert in ev.alerts:
+            self.publish(topics.RISK_ALERT, alert)
+            log = self.log.error if alert.severity.value == "CRITICAL" else self.log.warning
+            log("risk_alert", code=alert.code, text=alert.text)
+        if ev.changed:
+            self.log.warning("risk_state", state=ev.state.state.value, computed=ev.state.computed.value,
+                             kill=ev.state.kill, reason=ev.state.reason, utilisation=round(ev.state.utilisation, 4))
+        self.last_state = ev.state
+        self.util = ev.snapshot.total.utilisation
+
+    def detail(self) -> dict[str, float]:
+        s = self.last_state
+        return {"fills": float(self.fills), "utilisation": round(self.util, 4),
+                "risk_level": float(s.state.rank) if s is not None else 0.0}

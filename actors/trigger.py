@@ -1,0 +1,103 @@
+"""The trigger actor: both legs' books in, `sig.<pair>` Signals out.
+
+Under a burst the runtime drains every socket before `after_drain`, so the
+engine evaluates only the newest book per instrument (conflation) and never
+acts on a quote a newer one already replaced. The effective risk level is the
+stricter of the published `risk.state` and the operator's kill switch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from actors.runtime import Actor
+from bus import topics
+from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Quote, RiskLevel,
+                          RiskState, Signal)
+from signals.kernels import warm_up
+from signals.rules import TriggerEngine
+
+TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
+
+
+class TriggerActor(Actor):
+    kind = "trigger"
+
+    def setup(self) -> None:
+        self.engine = TriggerEngine(self.cfg, id_prefix=f"{self.epoch % 10**8:08d}.")
+        actors = self.cfg.actors
+        self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], [topics.MD], self._on_md, name="md")
+        self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
+        self.subscribe([n for n, a in actors.items() if a.kind == "executor"], ["exec.trade."], self._on_trade, name="exec")
+        self.published = RiskLevel.NORMAL
+        self.open_signals: dict[str, Signal] = {}
+        self.dirty = False
+        self.newest_eval_age_us = 0.0
+        self._newest_recv = 0
+
+    def warm(self) -> None:
+        warm_up()
+
+    def _on_md(self, topic: str, env: Envelope) -> None:
+        b = env.body
+        if isinstance(b, Quote):
+            self.dirty |= self.engine.on_quote(b)
+            if b.recv_ns > self._newest_recv:
+                self._newest_recv = b.recv_ns
+        elif isinstance(b, FxRate):
+            self.dirty |= self.engine.on_fx(b)
+        elif isinstance(b, InstrumentStatus):
+            self.dirty |= self.engine.on_status(b)
+
+    def _on_risk(self, topic: str, env: Envelope) -> None:
+        if isinstance(env.body, RiskState):
+            self.published = env.body.state
+            self._apply_risk()
+
+    def on_kill(self, kill: KillSwitch) -> None:
+        self._apply_risk()
+
+    def _apply_risk(self) -> None:
+        level = RiskLevel.HALTED if self.kill.halted else self.published
+        if level is not self.engine.risk:
+            self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted)
+            self.engine.set_risk(level)
+
+    def _on_trade(self, topic: str, env: Envelope) -> None:
+        ev = env.body
+        if not isinstance(ev, PairTradeEvent) or ev.state not in TERMINAL:
+            return
+        sig = self.open_signals.pop(ev.signal_id, None)
+        if sig is None:
+            return
+        pc = self.cfg.pairs[ev.pair]
+        a, b = ev.legs
+        units = 0 if ev.state in ("CANCELLED", "ROLLED_BACK") else min(abs(a.net_qty) // pc.ratio_a, abs(b.net_qty) // pc.ratio_b)
+        self.engine.on_trade_done(ev.pair, sig.direction, sig.closing, int(units), ev.signal_id)
+
+    def after_drain(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        now = time.monotonic_ns()
+        signals = self.engine.evaluate(now, utc_ns=time.time_ns())
+        self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
+        for sig in signals:
+            sig = msgspec.structs.replace(sig, signal_ns=time.monotonic_ns())
+            self.publish(topics.sig(sig.pair), sig)
+            self.open_signals[sig.signal_id] = sig
+            self.log.info("signal", signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value,
+                          closing=sig.closing, spread=round(sig.spread, 6), z=round(sig.zscore, 3),
+                          tick_to_signal_us=round((sig.signal_ns - sig.tick_recv_ns) / 1e3, 1))
+
+    def detail(self) -> dict[str, float]:
+        d = {k: float(v) for k, v in self.engine.stats().items() if not k.startswith("suppressed.") or v}
+        d["eval_age_us"] = round(self.newest_eval_age_us, 1)
+        d["risk_level"] = float(self.engine.risk.rank)
+        for pair in self.engine.pairs:
+            v = self.engine.view(pair)
+            d[f"{pair}.z"] = round(v.z, 3) if v.z == v.z else 0.0
+            d[f"{pair}.position"] = float(v.position)
+        return d
