@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from actors.runtime import Actor, _Timer
 from bus import topics
-from bus.messages import Envelope, InstrumentStatus, Quote
+from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote
 from feeds.adapter import PacedFeed
-from feeds.book import TopOfBook
 
 REPLAY_BATCH = 500  # records per loop turn when replaying as fast as possible
 
@@ -27,7 +28,7 @@ class IngestActor(Actor):
         self.venue = self.spec.venue
         vcfg = self.cfg.venues[self.venue]
         self.instruments = self.cfg.venue_instruments(self.venue)
-        self.fx = {k for k, i in self.instruments.items() if i.fx}
+        self.fx_pair = {i.symbol: k for k, i in self.instruments.items() if i.fx}  # venue symbol -> pair
         self.stale_ns = int(vcfg.stale_ms * 1e6)
         self.last_recv: dict[str, int] = {}
         self.stale: set[str] = set()
@@ -61,16 +62,16 @@ class IngestActor(Actor):
     def _emit_quote(self, q: Quote) -> None:
         now = time.monotonic_ns()
         key = q.symbol
-        if key in self.fx:
-            msg = TopOfBook(venue=q.venue, instrument=key, symbol=key, bid=q.bid, ask=q.ask, bid_size=q.bid_size,
-                            ask_size=q.ask_size, ts_ns=q.exch_ts_ns, seq=q.venue_seq, fx=True).to_fx(now)
+        pair = self.fx_pair.get(key)
+        if pair is not None:
+            msg = FxRate(pair=pair, bid=q.bid, ask=q.ask, exch_ts_ns=q.exch_ts_ns, recv_ns=now)
         else:
             msg = Quote(venue=q.venue, symbol=key, bid=q.bid, ask=q.ask, bid_size=q.bid_size, ask_size=q.ask_size,
                         exch_ts_ns=q.exch_ts_ns, recv_ns=now, venue_seq=q.venue_seq)
         self._publish(key, msg, now)
 
-    def _publish(self, key: str, msg: object, now: int) -> None:
-        self.publish(topics.md(self.venue, key), msg)  # type: ignore[arg-type]
+    def _publish(self, key: str, msg: Message, now: int) -> None:
+        self.publish(topics.md(self.venue, key), msg)
         self.last_recv[key] = now
         self.counts[key] = self.counts.get(key, 0) + 1
         if key in self.stale:
@@ -98,7 +99,10 @@ class IngestActor(Actor):
         assert feed is not None
         for tob in feed.poll(time.monotonic_ns(), REPLAY_BATCH):
             now = time.monotonic_ns()
-            self._publish(tob.instrument, tob.to_message(now), now)
+            inst = self.cfg.instruments.get(tob.instrument)
+            if inst is not None and inst.symbol != tob.symbol:
+                tob = msgspec.structs.replace(tob, symbol=inst.symbol)  # publish under the configured symbol
+            self._publish(tob.symbol, tob.to_message(now), now)
         if feed.done:
             self.log.info("replay_done", venue=self.venue, **{k.replace(".", "_"): v for k, v in feed.adapter.stats.as_dict().items()})
             return

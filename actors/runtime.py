@@ -97,6 +97,7 @@ class Actor:
 
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
         self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its routing id
         self.cmd_sock.bind(self.eps.cmd(name))
         self.cmd = CommandServer(self.cmd_sock, name, self.epoch)
         self._register(self.cmd_sock, self._drain_cmd)

@@ -95,6 +95,7 @@ class Supervisor:
         self.ctx = zmq.Context.instance()
         self.ctl_sock = self.ctx.socket(zmq.ROUTER)
         self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.ctl_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.ctl_sock.setsockopt(zmq.LINGER, 0)
         self.ctl_sock.bind(self.eps.supervisor_ctl())
         self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch)
@@ -170,6 +171,10 @@ class Supervisor:
                 continue
             a = self.actors.get(peer.decode("utf-8", "replace"))
             body = env.body
+            if a is not None and isinstance(body, Control) and body.cmd == "halt":
+                self.log.error("halt_requested", by=a.name, reason=body.args.get("reason", ""))
+                self._cli(Control(cmd="halt", args={"reason": f"{a.name}: {body.args.get('reason', '')}"}))
+                continue
             if a is None or not isinstance(body, Heartbeat):
                 self._bad("supervisor.ctl", f"unexpected {type(body).__name__} from {peer!r}")
                 continue

@@ -32,6 +32,8 @@ restart_backoff_s = 0.05
 kind = "replay"
 stale_ms = 300
 replay = {{ path = "{path}", format = "dbn", pace = "fast", symbols = {{ ESU4 = "ES" }}, wait_subscribers = 1 }}
+[instruments.ES]
+symbol = "ESU4"
 [actors.ingest_cme]
 kind = "ingest"
 venue = "CME"
@@ -57,7 +59,7 @@ def test_dbn_replay_publishes_every_quote_in_file_order_then_marks_the_feed_stal
     while not stale:
         assert sub.poll(15_000), f"bus went quiet after {len(quotes)} quotes"
         topic, env = codec.decode_frame(sub.recv())
-        assert topic == "md.CME.ES"
+        assert topic == "md.CME.ESU4"
         if isinstance(env.body, Quote):
             quotes.append(env.body)
         elif isinstance(env.body, InstrumentStatus) and env.body.stale:
@@ -68,7 +70,7 @@ def test_dbn_replay_publishes_every_quote_in_file_order_then_marks_the_feed_stal
         assert (got.bid, got.ask, got.bid_size, got.ask_size, got.exch_ts_ns) == (want.bid, want.ask, want.bid_size, want.ask_size, want.ts_ns)
     assert all(q.recv_ns > 0 for q in quotes)
     assert all(a.recv_ns <= b.recv_ns for a, b in zip(quotes, quotes[1:]))
-    assert stale[0].reason.startswith("FEED_STALE: instrument=ES")
+    assert stale[0].reason.startswith("FEED_STALE: instrument=ESU4")
     a = actor(run_dir, "ingest_cme")
     assert a["detail"]["replay.records"] == len(expected)
 

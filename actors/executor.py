@@ -1,0 +1,330 @@
+"""The executor actor: signals become pair trades; pair trades never end with a naked leg.
+
+The pair-trade logic lives in `execution.pairtrade` (pure); this actor only
+carries out its actions and feeds it inputs, writing every input and every
+order to the write-ahead log first (`execution.wal` documents the protocol).
+After kill -9 the supervisor restarts it and it resumes every open trade from
+the log: in-doubt orders are queried, unsent ones sent, fills are not lost.
+
+Topics: `exec.order.<venue>` (OrderRequest as sent), `exec.report.<venue>`
+(OrderEvent as received), `exec.trade.<pair>` (PairTradeEvent per
+transition), `risk.alert`, `risk.deny`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+import msgspec
+
+from actors.runtime import Actor, _Timer
+from bus import topics
+from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
+                          OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Signal)
+from execution.allocation import Allocator
+from execution.gateway import OrderGateway, SimGateway
+from execution.ids import TradeIds, parse_cl_ord_id
+from execution.pairtrade import (Action, CancelOrder, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
+                                 SignalInvalid, Transition, params_from_config)
+from execution.wal import (Halted, OrderSent, ReportApplied, Resumed, TimerFired, TradeClosed, TradeOpened,
+                           WriteAheadLog, recover)
+from riskguard.fx import FxTable
+from riskguard.limits import PreTradeLimits
+
+TRADE_PREFIX = "T"
+KEEP_DONE = 5000  # settled trades kept in memory for late reports
+
+
+class ExecutorActor(Actor):
+    kind = "executor"
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.params = params_from_config(cfg)
+        self.limits = PreTradeLimits.from_config(cfg)
+        self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
+        self.allocators = {n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts}
+        self.trades: dict[str, PairTrade] = {}
+        self.open: set[str] = set()
+        self.done: deque[str] = deque()
+        self.signal_seen: set[str] = set()
+        self.published = RiskLevel.NORMAL
+        self.level = RiskLevel.NORMAL
+        self.stats = {"signals": 0, "rejected": 0, "orders": 0, "reports": 0, "fills": 0, "denied": 0,
+                      "orphan_reports": 0, "recovered": 0}
+        self.s2o_us: deque[float] = deque(maxlen=2000)
+
+        actors = cfg.actors
+        self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
+        self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
+        fx_prefixes = [topics.md(i.venue, k) for k, i in cfg.fx_instruments().items()]
+        if fx_prefixes:
+            self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], fx_prefixes, self._on_fx, name="fx")
+        self.gateways: dict[str, OrderGateway] = {}
+        for name, a in actors.items():
+            if a.kind != "simex":
+                continue
+            client = self.connect_command(name, self._on_venue_answer)
+            venues = a.venues or [v for v, vc in cfg.venues.items() if vc.kind == "sim"]
+            for v in venues:
+                self.gateways[v] = SimGateway(v, client.send)
+        self._wake: _Timer | None = None
+
+        wal_path = self.run_dir / "state" / f"{self.name}.wal"
+        recovered = recover(wal_path, self.params)
+        self.wal = WriteAheadLog(wal_path)
+        if self.wal.scan.reason:
+            self.log.error("wal_torn_tail", reason=self.wal.scan.reason)
+        self.ids = TradeIds(TRADE_PREFIX, recovered.next_trade_n)
+        self.trades.update(recovered.trades)
+        self.open.update(recovered.trades)
+        for trade in recovered.trades.values():
+            self.signal_seen.add(trade.signal.signal_id)
+        if recovered.trades or recovered.errors:
+            now = time.monotonic_ns()
+            self.log.warning("executor_recovering", open_trades=len(recovered.trades), in_doubt=len(recovered.in_doubt),
+                             to_send=len(recovered.to_send), errors=list(recovered.errors))
+            self.wal.append(Resumed(now_ns=now))
+            for trade_id, action in recovered.resume(now):
+                self._act(self.trades[trade_id], action, now)
+            self.stats["recovered"] = len(recovered.trades)
+        self._rearm()
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def _on_fx(self, topic: str, env: Envelope) -> None:
+        if isinstance(env.body, FxRate):
+            self.fx.on_fx(env.body)
+
+    def _on_risk(self, topic: str, env: Envelope) -> None:
+        if isinstance(env.body, RiskState):
+            self.published = env.body.state
+            self._apply_risk(env.body.reason)
+
+    def on_kill(self, kill: KillSwitch) -> None:
+        self._apply_risk(f"KILL_SWITCH: reason={kill.reason}" if kill.halted else "KILL_SWITCH: released")
+
+    def _apply_risk(self, reason: str) -> None:
+        level = RiskLevel.HALTED if self.kill.halted else self.published
+        if level is self.level:
+            return
+        self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted, reason=reason)
+        self.level = level
+        if level.rank >= RiskLevel.REDUCE_ONLY.rank and self.open:
+            now = time.monotonic_ns()
+            why = f"RISK_{level.value}: {reason}"
+            self.wal.append(Halted(now_ns=now, reason=why))
+            for trade_id in sorted(self.open):
+                trade = self.trades[trade_id]
+                self._run(trade, trade.halt(now, why), now)
+            self._rearm()
+
+    def _on_signal(self, topic: str, env: Envelope) -> None:
+        sig = env.body
+        if not isinstance(sig, Signal):
+            return
+        recv = time.monotonic_ns()
+        self.stats["signals"] += 1
+        reason = self._refuse(sig, recv)
+        if reason is not None:
+            self._reject_signal(sig, reason)
+            return
+        params = self.params[sig.pair]
+        trade_id = self.ids.next()
+        try:
+            trade = PairTrade(trade_id, sig, params)
+        except SignalInvalid as exc:
+            self._reject_signal(sig, str(exc))
+            return
+        self.signal_seen.add(sig.signal_id)
+        self.wal.append(TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=recv))
+        self.trades[trade_id] = trade
+        self.open.add(trade_id)
+        self.log.info("trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
+                      direction=sig.direction.value, closing=sig.closing)
+        self._run(trade, trade.start(recv), recv)
+        sent = [o.sent_ns for o in trade.live_orders() if o.sent_ns]
+        if sent:
+            self.s2o_us.append((max(sent) - recv) / 1e3)
+        self._rearm()
+
+    def _refuse(self, sig: Signal, now: int) -> str | None:
+        if sig.pair not in self.params:
+            return f"SIGNAL_PAIR_UNKNOWN: pair={sig.pair}"
+        if sig.signal_id in self.signal_seen:
+            return f"SIGNAL_DUPLICATE: signal_id={sig.signal_id}"
+        if 0 < sig.expiry_ns < now:
+            return f"SIGNAL_EXPIRED: age_us={(now - sig.signal_ns) / 1e3:.0f}"
+        level = self.level
+        if level is RiskLevel.HALTED or (level is not RiskLevel.NORMAL and not sig.closing):
+            return f"RISK_STATE: state={level.value} closing={sig.closing}"
+        p = self.params[sig.pair]
+        busy = [t for t in self.open if self.trades[t].pair == sig.pair]
+        if busy:
+            return f"EXEC_PAIR_BUSY: pair={sig.pair} trade_id={busy[0]}"
+        doubt = {i for t in self.open for i in self.trades[t].instruments_in_doubt()}
+        for leg in (p.a.instrument, p.b.instrument):
+            if leg in doubt:
+                return f"EXEC_IN_DOUBT: instrument={leg}"
+        units = sig.legs[0].qty // max(1, p.a.ratio) * sig.direction.sign
+        return self.limits.check_pair(sig.pair, units)
+
+    def _reject_signal(self, sig: Signal, reason: str) -> None:
+        self.stats["rejected"] += 1
+        self.log.info("signal_rejected", signal_id=sig.signal_id, pair=sig.pair, reason=reason)
+        self.publish(topics.exec_trade(sig.pair), PairTradeEvent(
+            trade_id="", pair=sig.pair, state="REJECTED", prev_state="", transition="signal_rejected",
+            direction=sig.direction, legs=(), reason=reason, signal_id=sig.signal_id, tick_recv_ns=sig.tick_recv_ns,
+            ts_ns=time.monotonic_ns()))
+
+    def _on_venue_answer(self, env: Envelope) -> None:
+        ev = env.body
+        if not isinstance(ev, OrderEvent):
+            return
+        now = time.monotonic_ns()
+        ev = msgspec.structs.replace(ev, recv_ns=now)
+        self.stats["reports"] += 1
+        self.publish(topics.exec_report(ev.venue), ev)
+        if ev.exec_type is ExecType.FILL and ev.last_qty > 0:
+            self.stats["fills"] += 1
+            self.limits.on_fill(ev.instrument, ev.side, ev.last_qty)
+        parsed = parse_cl_ord_id(ev.cl_ord_id)
+        trade = self.trades.get(parsed.trade_id) if parsed is not None else None
+        if trade is None or not trade.owns(ev.cl_ord_id):
+            self.stats["orphan_reports"] += 1
+            severity = "error" if ev.exec_type is ExecType.FILL else "warning"
+            getattr(self.log, severity)("report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                                        last_qty=ev.last_qty, reason=ev.reason)
+            if ev.exec_type is ExecType.FILL:
+                self._alert(Severity.CRITICAL, f"EXEC_ORPHAN_FILL: cl_ord_id={ev.cl_ord_id} qty={ev.last_qty}", "")
+            return
+        self.log.info("order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                      last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
+        self.wal.append(ReportApplied(trade_id=trade.trade_id, report=ev, now_ns=now))
+        self._run(trade, trade.on_report(ev, now), now)
+        self._rearm()
+
+    def _on_timer(self) -> None:
+        self._wake = None
+        now = time.monotonic_ns()
+        for trade_id in sorted(self.open):
+            trade = self.trades[trade_id]
+            due = trade.next_deadline_ns()
+            if due is not None and due <= now:
+                self.wal.append(TimerFired(trade_id=trade_id, now_ns=now))
+                self._run(trade, trade.on_timer(now), now)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        dues = [d for t in self.open if (d := self.trades[t].next_deadline_ns()) is not None]
+        if self._wake is not None:
+            self._wake.cancelled = True
+            self._wake = None
+        if dues:
+            delay = max(0.0, (min(dues) - time.monotonic_ns()) / 1e9)
+            self._wake = self.after(delay, self._on_timer)
+
+    # ---- actions ------------------------------------------------------------------------
+
+    def _run(self, trade: PairTrade, actions: list[Action], now: int) -> None:
+        for action in actions:
+            self._act(trade, action, now)
+        if trade.trade_id in self.open and trade.is_done:
+            self.open.discard(trade.trade_id)
+            self.wal.append(TradeClosed(trade_id=trade.trade_id, state=trade.state.value, now_ns=now))
+            self.done.append(trade.trade_id)
+            if trade.state.value == "COMPLETED":
+                p = self.params[trade.pair]
+                units = trade.signal.legs[0].qty // max(1, p.a.ratio)
+                self.limits.on_pair_units(trade.pair, units * trade.signal.direction.sign)
+            while len(self.done) > KEEP_DONE:
+                self.trades.pop(self.done.popleft(), None)
+        elif trade.trade_id not in self.open and not trade.is_done:
+            self.open.add(trade.trade_id)  # a late fill reopened a settled trade
+
+    def _act(self, trade: PairTrade, action: Action, now: int) -> None:
+        if isinstance(action, SendOrder):
+            self._send(trade, action.order, now)
+        elif isinstance(action, CancelOrder):
+            self._gateway(action.cancel.venue, trade, action.cancel.cl_ord_id, now, lambda g: g.cancel(action.cancel))
+        elif isinstance(action, QueryStatus):
+            self._gateway(action.query.venue, trade, action.query.cl_ord_id, now, lambda g: g.status(action.query))
+        elif isinstance(action, Transition):
+            ev = action.event
+            self.publish(topics.exec_trade(ev.pair), ev)
+            log = self.log.error if ev.state == "BROKEN" else self.log.info
+            log("trade_transition", trade_id=ev.trade_id, pair=ev.pair, state=ev.state, prev_state=ev.prev_state,
+                transition=ev.transition, reason=ev.reason)
+        elif isinstance(action, RaiseAlert):
+            self.publish(topics.RISK_ALERT, action.alert)
+            self.log.error("trade_alert", trade_id=action.alert.trade_id, code=action.alert.code, text=action.alert.text)
+        elif isinstance(action, RequestHalt):
+            self.log.error("halt_requested", trade_id=trade.trade_id, reason=action.reason)
+            self.ctl.send(Control(cmd="halt", args={"reason": action.reason}))
+
+    def _send(self, trade: PairTrade, order: OrderRequest, now: int) -> None:
+        leg = next(l for l in trade.signal.legs if l.instrument == order.instrument)
+        if order.purpose in (OrderPurpose.OPEN, OrderPurpose.RESUBMIT):
+            inst = self.cfg.instruments[order.instrument]
+            fx = self.fx.try_rate(inst.currency, self.cfg.run.base_currency)
+            denial = self.limits.check(order, now, leg.limit_px, fx)
+            if denial is not None:
+                self.stats["denied"] += 1
+                self.log.warning("order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
+                self.publish(topics.RISK_DENY, Alert(severity=Severity.WARNING, code=denial.split(":")[0], text=denial,
+                                                     actor=self.name, trade_id=trade.trade_id, ts_ns=now))
+                reject = OrderEvent(cl_ord_id=order.cl_ord_id, exec_type=ExecType.REJECT, venue=order.venue,
+                                    instrument=order.instrument, side=order.side, order_qty=order.qty, cum_qty=0,
+                                    leaves_qty=0, reason=denial, recv_ns=now)
+                self.wal.append(ReportApplied(trade_id=trade.trade_id, report=reject, now_ns=now))
+                self._run(trade, trade.on_report(reject, now), now)
+                return
+        else:
+            self.limits.check(order, now, leg.limit_px, None)  # counts it in the rate window
+        acct = self.allocators.get(order.account)
+        if acct is not None:
+            alloc = acct.allocate(order.instrument, order.side, order.qty)
+            if alloc.parts:
+                order = msgspec.structs.replace(order, account=max(alloc.parts, key=lambda p: p.qty).account)
+        self.wal.append(OrderSent(order=order))
+        order = msgspec.structs.replace(order, sent_ns=time.monotonic_ns())
+        gw = self.gateways.get(order.venue)
+        self.stats["orders"] += 1
+        self.publish(topics.exec_order(order.venue), order)
+        self.log.info("order_sent", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, instrument=order.instrument,
+                      side=order.side.value, qty=order.qty, price=order.price, purpose=order.purpose.value,
+                      account=order.account)
+        if gw is None:
+            self._no_gateway(trade, order.cl_ord_id, order.venue, now)
+            return
+        gw.send(order)
+
+    def _gateway(self, venue: str, trade: PairTrade, cl_ord_id: str, now: int, fn: Callable[[OrderGateway], None]) -> None:
+        gw = self.gateways.get(venue)
+        if gw is None:
+            self._no_gateway(trade, cl_ord_id, venue, now)
+        else:
+            fn(gw)
+
+    def _no_gateway(self, trade: PairTrade, cl_ord_id: str, venue: str, now: int) -> None:
+        self._alert(Severity.CRITICAL, f"EXEC_NO_GATEWAY: venue={venue} cl_ord_id={cl_ord_id}", trade.trade_id)
+
+    def _alert(self, severity: Severity, text: str, trade_id: str) -> None:
+        self.publish(topics.RISK_ALERT, Alert(severity=severity, code=text.split(":")[0], text=text, actor=self.name,
+                                              trade_id=trade_id, ts_ns=time.monotonic_ns()))
+        self.log.error("exec_alert", trade_id=trade_id, text=text)
+
+    def detail(self) -> dict[str, float]:
+        d = {k: float(v) for k, v in self.stats.items()}
+        d["open_trades"] = float(len(self.open))
+        d["risk_level"] = float(self.level.rank)
+        if self.s2o_us:
+            s = sorted(self.s2o_us)
+            d["signal_to_orders_p50_us"] = round(s[len(s) // 2], 1)
+        return d
+
+    def teardown(self) -> None:
+        self.wal.close()
+
