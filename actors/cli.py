@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import zmq
@@ -23,6 +24,11 @@ from bus.command import CommandTimeout, call
 from bus.messages import CmdAck, Control
 from configs.load import ConfigInvalid, load_config
 from configs.schema import Config
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from bus.auditstore import AuditReader
 
 RUN_DIR_OPT = click.option(
     "--run-dir",
@@ -285,6 +291,124 @@ def logs(actor: str | None, run_dir: Path, follow: bool, level: str | None, trad
                 click.echo(line)
         except KeyboardInterrupt:
             pass
+
+
+def _reader(run_dir: Path) -> "AuditReader":
+    from bus.auditstore import AuditReader
+
+    try:
+        return AuditReader(run_dir / "journal.sqlite")
+    except FileNotFoundError as exc:
+        raise CliFailure(f"{exc} (was a journal actor configured for this run?)") from None
+
+
+def _run_config(run_dir: Path) -> Config | None:
+    """The config the run was started with (from its status file), if it still loads."""
+    doc = read_status_file(run_dir)
+    path = (doc or {}).get("supervisor", {}).get("config")
+    if not path:
+        return None
+    try:
+        return load_config(path)
+    except ConfigInvalid:
+        return None
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--state", type=click.Choice(["COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"]), help="Only trades in this state.")
+@click.option("--pair", help="Only trades of this pair.")
+def trades(run_dir: Path, as_json: bool, state: str | None, pair: str | None) -> None:
+    """Every pair trade: pair, direction, state, legs, sub-accounts, realised P&L, resubmits/rollbacks."""
+    from actors import tradebook
+
+    reader = _reader(run_dir)
+    rows = tradebook.trades(reader, _run_config(run_dir), state=state, pair=pair)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from actors.tables import trades_table
+
+    trades_table(rows)
+
+
+@main.command()
+@click.argument("trade_id")
+@RUN_DIR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def trace(trade_id: str, run_dir: Path, as_json: bool) -> None:
+    """The whole chain of one trade, hop by hop, with latencies."""
+    from actors import tradebook
+
+    doc = tradebook.trace(_reader(run_dir), trade_id)
+    if doc is None:
+        raise CliFailure(f"no trade {trade_id!r} in {run_dir / 'journal.sqlite'}")
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from actors.tables import trace_table
+
+    trace_table(doc)
+
+
+@main.group()
+def audit() -> None:
+    """Compliance exports of the audit store."""
+
+
+@audit.command("export")
+@RUN_DIR_OPT
+@click.option("--day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="UTC day, YYYY-MM-DD.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+def audit_export(run_dir: Path, day: "datetime", fmt: str, out: Path | None) -> None:
+    """Every journalled event of one UTC day, as CSV or JSON."""
+    import csv
+    import io
+
+    from actors import tradebook
+
+    rows = tradebook.export_day(_reader(run_dir), day.date())
+    stream = open(out, "w", newline="", encoding="utf-8") if out else io.StringIO()
+    n = 0
+    if fmt == "json":
+        items = list(rows)
+        n = len(items)
+        json.dump(items, stream)
+    else:
+        writer = None
+        for row in rows:
+            row = dict(row, body=json.dumps(row["body"]))
+            if writer is None:
+                writer = csv.DictWriter(stream, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+            n += 1
+    if out:
+        stream.close()
+        _err(f"xmc: {n} events written to {out}")
+    else:
+        click.echo(stream.getvalue(), nl=False)  # type: ignore[union-attr]
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def report(run_dir: Path, as_json: bool) -> None:
+    """Run summary: trades by state, P&L, fill/resubmit/rollback rates, tick-to-trade, margin use; PNG chart."""
+    from actors.runreport import build_report, save_chart
+
+    reader = _reader(run_dir)
+    cfg = _run_config(run_dir)
+    doc = build_report(reader, cfg)
+    doc["chart"] = str(save_chart(reader, cfg, run_dir / "report.png"))
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from actors.tables import report_tables
+
+    report_tables(doc)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class ExecutorActor(Actor):
             for v in venues:
                 self.gateways[v] = SimGateway(v, client.send)
         self._wake: _Timer | None = None
+        self._last_sent_ns = 0
 
         wal_path = self.run_dir / "state" / f"{self.name}.wal"
         recovered = recover(wal_path, self.params)
@@ -144,10 +145,10 @@ class ExecutorActor(Actor):
         self.open.add(trade_id)
         self.log.info("trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
                       direction=sig.direction.value, closing=sig.closing)
+        self._last_sent_ns = 0
         self._run(trade, trade.start(recv), recv)
-        sent = [o.sent_ns for o in trade.live_orders() if o.sent_ns]
-        if sent:
-            self.s2o_us.append((max(sent) - recv) / 1e3)
+        if self._last_sent_ns:
+            self.s2o_us.append((self._last_sent_ns - recv) / 1e3)
         self._rearm()
 
     def _refuse(self, sig: Signal, now: int) -> str | None:
@@ -300,6 +301,7 @@ class ExecutorActor(Actor):
             self._no_gateway(trade, order.cl_ord_id, order.venue, now)
             return
         gw.send(order)
+        self._last_sent_ns = order.sent_ns
 
     def _gateway(self, venue: str, trade: PairTrade, cl_ord_id: str, now: int, fn: Callable[[OrderGateway], None]) -> None:
         gw = self.gateways.get(venue)

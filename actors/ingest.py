@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 
-import msgspec
-
 from actors.runtime import Actor, _Timer
 from bus import topics
 from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote
@@ -44,7 +42,7 @@ class IngestActor(Actor):
             from feeds.replay import replay_feed
 
             assert vcfg.replay is not None
-            self.feed = replay_feed(self.venue, vcfg.replay)
+            self.feed = replay_feed(self.venue, vcfg.replay, instruments=self.cfg.instruments)
             self._audience = 0
             self._started = False
             if vcfg.replay.wait_subscribers:
@@ -99,9 +97,6 @@ class IngestActor(Actor):
         assert feed is not None
         for tob in feed.poll(time.monotonic_ns(), REPLAY_BATCH):
             now = time.monotonic_ns()
-            inst = self.cfg.instruments.get(tob.instrument)
-            if inst is not None and inst.symbol != tob.symbol:
-                tob = msgspec.structs.replace(tob, symbol=inst.symbol)  # publish under the configured symbol
             self._publish(tob.symbol, tob.to_message(now), now)
         if feed.done:
             self.log.info("replay_done", venue=self.venue, **{k.replace(".", "_"): v for k, v in feed.adapter.stats.as_dict().items()})

@@ -29,3 +29,55 @@ def status_table(doc: dict, console: Console | None = None) -> Table:
         if kill.get("halted"):
             console.print(f"[bold red]KILL SWITCH: HALTED[/] ({kill.get('reason', '')})")
     return table
+
+
+def trades_table(rows: list[dict], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"pair trades ({len(rows)})")
+    for col in ("trade", "pair", "dir", "state", "leg A", "leg B", "resub", "rollb", "P&L base"):
+        table.add_column(col)
+    for t in rows:
+        legs = [f"{l['side'][0]} {l['filled_qty']}/{l['target_qty']} {l['instrument']} @{l['avg_price']:g} net {l['net_qty']}"
+                for l in t["legs"]]
+        pnl = "" if t["realised_pnl_base"] is None else f"{t['realised_pnl_base']:,.2f}"
+        table.add_row(t["trade_id"], t["pair"], t["direction"], t["state"], *(legs + ["", ""])[:2],
+                      str(t["resubmits"]), str(t["rollbacks"]), pnl)
+    console.print(table)
+
+
+def trace_table(doc: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"trace {doc['trade_id']} ({doc['pair']}, {doc['state']})")
+    for col in ("+µs", "actor", "event", "detail"):
+        table.add_column(col)
+    t0 = doc["events"][0]["ts_ns"] if doc["events"] else 0
+    for e in doc["events"]:
+        keys = ("cl_ord_id", "side", "qty", "price", "last_qty", "last_px", "reason", "state", "bid", "ask", "spread")
+        detail = " ".join(f"{k}={e[k]}" for k in keys if e.get(k) not in (None, "", 0))
+        table.add_row(f"{(e['ts_ns'] - t0) / 1e3:,.1f}", e["actor"], e["event"], detail[:90])
+    console.print(table)
+    console.print("latency µs: " + ", ".join(f"{k}={v}" for k, v in doc["latency_us"].items()))
+
+
+def report_tables(doc: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="xmc run report")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    lat = doc["tick_to_trade_us"]
+    rows = [
+        ("trades", str(doc["trades"])),
+        *((f"  {s}", str(n)) for s, n in sorted(doc["by_state"].items())),
+        (f"realised P&L ({doc['base_currency']})", f"{doc['realised_pnl_base']:,.2f}"),
+        ("orders", str(doc["orders"])),
+        ("fill / reject / resubmit rate", f"{doc['fill_rate']:.2%} / {doc['reject_rate']:.2%} / {doc['resubmit_rate']:.2%}"),
+        ("trades with a rollback", f"{doc['rollback_rate']:.2%}"),
+        ("tick-to-trade p50 / p99 / p99.9 µs", f"{lat['p50']:,.0f} / {lat['p99']:,.0f} / {lat['p999']:,.0f} (n={lat['n']})"),
+        ("margin utilisation max / last", f"{doc['margin_utilisation']['max']:.1%} / {doc['margin_utilisation']['last']:.1%}"),
+        ("risk states published", ", ".join(f"{k}={v}" for k, v in sorted(doc["risk_states_published"].items()))),
+        ("journal gaps / frames recovered", f"{doc['journal_incidents']} / {doc['journal_recovered']}"),
+        ("chart", doc["chart"]),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)

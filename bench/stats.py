@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
+from actors.tradebook import percentiles
 
-def percentiles(values: list[int] | list[float]) -> dict[str, float]:
-    """p50/p99/p99.9 by nearest rank."""
-    s = sorted(values)
-    if not s:
-        return {"p50": 0.0, "p99": 0.0, "p999": 0.0}
-
-    def at(q: float) -> float:
-        return float(s[min(len(s) - 1, int(q * len(s)))])
-
-    return {"p50": at(0.50), "p99": at(0.99), "p999": at(0.999)}
+__all__ = ["metric", "percentiles"]
 
 
 def metric(value: float, unit: str, baseline: float | None = None, **extra: float) -> dict:
