@@ -72,6 +72,7 @@ class ExecutorActor(Actor):
                 self.gateways[v] = SimGateway(v, client.send)
         self._wake: _Timer | None = None
         self._last_sent_ns = 0
+        self._wal_head: list[TradeOpened] = []
 
         wal_path = self.run_dir / "state" / f"{self.name}.wal"
         recovered = recover(wal_path, self.params)
@@ -89,7 +90,7 @@ class ExecutorActor(Actor):
                              to_send=len(recovered.to_send), errors=list(recovered.errors))
             self.wal.append(Resumed(now_ns=now))
             for trade_id, action in recovered.resume(now):
-                self._act(self.trades[trade_id], action, now)
+                self._run(self.trades[trade_id], [action], now)
             self.stats["recovered"] = len(recovered.trades)
         self._rearm()
 
@@ -140,13 +141,17 @@ class ExecutorActor(Actor):
             self._reject_signal(sig, str(exc))
             return
         self.signal_seen.add(sig.signal_id)
-        self.wal.append(TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=recv))
         self.trades[trade_id] = trade
         self.open.add(trade_id)
+        self._last_sent_ns = 0
+        # TradeOpened goes to the log in the same write as the entry orders, ahead of them
+        self._wal_head = [TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=recv)]
+        self._run(trade, trade.start(recv), recv)
+        if self._wal_head:
+            self.wal.append_many(self._wal_head)
+            self._wal_head = []
         self.log.info("trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
                       direction=sig.direction.value, closing=sig.closing)
-        self._last_sent_ns = 0
-        self._run(trade, trade.start(recv), recv)
         if self._last_sent_ns:
             self.s2o_us.append((self._last_sent_ns - recv) / 1e3)
         self._rearm()
@@ -230,8 +235,43 @@ class ExecutorActor(Actor):
     # ---- actions ------------------------------------------------------------------------
 
     def _run(self, trade: PairTrade, actions: list[Action], now: int) -> None:
+        """Carry out a trade's actions: orders leave first (WAL, then wire); publishing and logging after."""
+        orders: list[OrderRequest] = []
+        denied: list[tuple[OrderRequest, str]] = []
         for action in actions:
-            self._act(trade, action, now)
+            if isinstance(action, SendOrder):
+                order, denial = self._vet(trade, action.order, now)
+                if denial is None:
+                    orders.append(order)
+                else:
+                    denied.append((order, denial))
+        if orders or self._wal_head:
+            self.wal.append_many([*self._wal_head, *(OrderSent(order=o) for o in orders)])
+            self._wal_head = []
+        if orders:
+            stamped = []
+            for o in orders:
+                o = msgspec.structs.replace(o, sent_ns=time.monotonic_ns())
+                gw = self.gateways.get(o.venue)
+                if gw is None:
+                    self._no_gateway(trade, o.cl_ord_id, o.venue, now)
+                else:
+                    gw.send(o)
+                    self._last_sent_ns = o.sent_ns
+                stamped.append(o)
+            for o in stamped:
+                self.stats["orders"] += 1
+                self.publish(topics.exec_order(o.venue), o)
+                self.log.info("order_sent", trade_id=trade.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument,
+                              side=o.side.value, qty=o.qty, price=o.price, purpose=o.purpose.value, account=o.account)
+        for action in actions:
+            if not isinstance(action, SendOrder):
+                self._act(trade, action, now)
+        for order, denial in denied:
+            self._deny(trade, order, denial, now)
+        self._settle(trade, now)
+
+    def _settle(self, trade: PairTrade, now: int) -> None:
         if trade.trade_id in self.open and trade.is_done:
             self.open.discard(trade.trade_id)
             self.wal.append(TradeClosed(trade_id=trade.trade_id, state=trade.state.value, now_ns=now))
@@ -247,7 +287,7 @@ class ExecutorActor(Actor):
 
     def _act(self, trade: PairTrade, action: Action, now: int) -> None:
         if isinstance(action, SendOrder):
-            self._send(trade, action.order, now)
+            self._run(trade, [action], now)
         elif isinstance(action, CancelOrder):
             self._gateway(action.cancel.venue, trade, action.cancel.cl_ord_id, now, lambda g: g.cancel(action.cancel))
         elif isinstance(action, QueryStatus):
@@ -265,43 +305,35 @@ class ExecutorActor(Actor):
             self.log.error("halt_requested", trade_id=trade.trade_id, reason=action.reason)
             self.ctl.send(Control(cmd="halt", args={"reason": action.reason}))
 
-    def _send(self, trade: PairTrade, order: OrderRequest, now: int) -> None:
+    def _vet(self, trade: PairTrade, order: OrderRequest, now: int) -> tuple[OrderRequest, str | None]:
+        """Pre-trade limits and sub-account routing; (order as it will leave, denial reason or None)."""
         leg = next(l for l in trade.signal.legs if l.instrument == order.instrument)
         if order.purpose in (OrderPurpose.OPEN, OrderPurpose.RESUBMIT):
             inst = self.cfg.instruments[order.instrument]
             fx = self.fx.try_rate(inst.currency, self.cfg.run.base_currency)
             denial = self.limits.check(order, now, leg.limit_px, fx)
             if denial is not None:
-                self.stats["denied"] += 1
-                self.log.warning("order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
-                self.publish(topics.RISK_DENY, Alert(severity=Severity.WARNING, code=denial.split(":")[0], text=denial,
-                                                     actor=self.name, trade_id=trade.trade_id, ts_ns=now))
-                reject = OrderEvent(cl_ord_id=order.cl_ord_id, exec_type=ExecType.REJECT, venue=order.venue,
-                                    instrument=order.instrument, side=order.side, order_qty=order.qty, cum_qty=0,
-                                    leaves_qty=0, reason=denial, recv_ns=now)
-                self.wal.append(ReportApplied(trade_id=trade.trade_id, report=reject, now_ns=now))
-                self._run(trade, trade.on_report(reject, now), now)
-                return
+                return order, denial
         else:
-            self.limits.check(order, now, leg.limit_px, None)  # counts it in the rate window
+            self.limits.check(order, now, leg.limit_px, None)  # never blocks an unwind; counts in the rate window
         acct = self.allocators.get(order.account)
         if acct is not None:
             alloc = acct.allocate(order.instrument, order.side, order.qty)
             if alloc.parts:
                 order = msgspec.structs.replace(order, account=max(alloc.parts, key=lambda p: p.qty).account)
-        self.wal.append(OrderSent(order=order))
-        order = msgspec.structs.replace(order, sent_ns=time.monotonic_ns())
-        gw = self.gateways.get(order.venue)
-        self.stats["orders"] += 1
-        self.publish(topics.exec_order(order.venue), order)
-        self.log.info("order_sent", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, instrument=order.instrument,
-                      side=order.side.value, qty=order.qty, price=order.price, purpose=order.purpose.value,
-                      account=order.account)
-        if gw is None:
-            self._no_gateway(trade, order.cl_ord_id, order.venue, now)
-            return
-        gw.send(order)
-        self._last_sent_ns = order.sent_ns
+        return order, None
+
+    def _deny(self, trade: PairTrade, order: OrderRequest, denial: str, now: int) -> None:
+        """A denied order comes back to its trade as a venue-style REJECT (logged first, like any report)."""
+        self.stats["denied"] += 1
+        self.log.warning("order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
+        self.publish(topics.RISK_DENY, Alert(severity=Severity.WARNING, code=denial.split(":")[0], text=denial,
+                                             actor=self.name, trade_id=trade.trade_id, ts_ns=now))
+        reject = OrderEvent(cl_ord_id=order.cl_ord_id, exec_type=ExecType.REJECT, venue=order.venue,
+                            instrument=order.instrument, side=order.side, order_qty=order.qty, cum_qty=0,
+                            leaves_qty=0, reason=denial, recv_ns=now)
+        self.wal.append(ReportApplied(trade_id=trade.trade_id, report=reject, now_ns=now))
+        self._run(trade, trade.on_report(reject, now), now)
 
     def _gateway(self, venue: str, trade: PairTrade, cl_ord_id: str, now: int, fn: Callable[[OrderGateway], None]) -> None:
         gw = self.gateways.get(venue)
