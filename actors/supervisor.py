@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import msgspec
 import zmq
@@ -85,6 +86,8 @@ class Supervisor:
         self._stop = False
         self._stop_reason = ""
         self.epoch = time.time_ns()
+        self.tick_hooks: list[Callable[[], None]] = []  # called every loop turn (e.g. the live view)
+        self.stop_hooks: list[Callable[[], None]] = []
 
     # ---- setup ------------------------------------------------------------------
 
@@ -156,8 +159,12 @@ class Supervisor:
             if now >= next_status:
                 self.write_status()
                 next_status = now + 0.5
+            for hook in self.tick_hooks:
+                hook()
             if end is not None and now >= end:
                 self.request_stop("duration elapsed")
+        for hook in self.stop_hooks:
+            hook()
         return self.shutdown()
 
     def _drain_ctl(self) -> None:

@@ -23,11 +23,11 @@ def status_table(doc: dict, console: Console | None = None) -> Table:
             str(a["decode_errors"]), str(a["gaps"]), detail[:80],
         )
     kill = doc.get("supervisor", {}).get("kill_switch", {})
+    if kill.get("halted"):
+        table.caption = f"KILL SWITCH: HALTED ({kill.get('reason', '')})"
     if console is None:
         console = Console()
         console.print(table)
-        if kill.get("halted"):
-            console.print(f"[bold red]KILL SWITCH: HALTED[/] ({kill.get('reason', '')})")
     return table
 
 

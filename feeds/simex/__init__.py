@@ -1,0 +1,1 @@
+"""The built-in simulated exchange: price process, matching and venue behaviour (pure, no sockets)."""
