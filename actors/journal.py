@@ -27,6 +27,7 @@ def audit_path(run_dir: str | Path) -> Path:
 class JournalActor(Actor):
     kind = "journal"
     replay_depth = 0
+    complete_history = True
 
     def setup(self) -> None:
         self.store = AuditWriter(audit_path(self.run_dir))
@@ -51,7 +52,8 @@ class JournalActor(Actor):
 
     def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
         self.gap_incidents += 1
-        incident = self.store.incident("gap", src, topic, first, last)
+        # first == 1: frames sent before we saw this publisher epoch (late join or restart)
+        incident = self.store.incident("catch_up" if first == 1 else "gap", src, topic, first, last)
         if src not in self.cfg.actors:
             return
         client = self._replay_clients.get(src)

@@ -39,7 +39,8 @@ def build_report(reader: AuditReader, cfg: Config | None) -> dict:
         "tick_to_trade_us": {k: round(v, 1) for k, v in tradebook.percentiles(lat).items()} | {"n": len(lat)},
         "margin_utilisation": {"max": round(max(util), 4) if util else 0.0, "last": round(util[-1], 4) if util else 0.0},
         "risk_states_published": dict(risk),
-        "journal_incidents": len(incidents),
+        "journal_gaps": sum(1 for i in incidents if i["kind"] == "gap"),
+        "journal_catch_ups": sum(1 for i in incidents if i["kind"] == "catch_up"),
         "journal_recovered": sum(i["recovered"] for i in incidents),
     }
 

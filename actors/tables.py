@@ -75,7 +75,8 @@ def report_tables(doc: dict, console: Console | None = None) -> None:
         ("tick-to-trade p50 / p99 / p99.9 µs", f"{lat['p50']:,.0f} / {lat['p99']:,.0f} / {lat['p999']:,.0f} (n={lat['n']})"),
         ("margin utilisation max / last", f"{doc['margin_utilisation']['max']:.1%} / {doc['margin_utilisation']['last']:.1%}"),
         ("risk states published", ", ".join(f"{k}={v}" for k, v in sorted(doc["risk_states_published"].items()))),
-        ("journal gaps / frames recovered", f"{doc['journal_incidents']} / {doc['journal_recovered']}"),
+        ("journal gaps / catch-ups / frames recovered",
+         f"{doc['journal_gaps']} / {doc['journal_catch_ups']} / {doc['journal_recovered']}"),
         ("chart", doc["chart"]),
     ]
     for k, v in rows:

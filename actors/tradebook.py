@@ -49,7 +49,8 @@ def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = N
     """Every pair trade with its last state, legs, sub-accounts, fills and realised P&L."""
     last: dict[str, dict] = {}
     first_ts: dict[str, int] = {}
-    for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL"):
+    # order by publisher epoch and sequence: frames recovered from a replay buffer arrive late
+    for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
         tid = row["trade_id"]
         last[tid] = row["body"]
         first_ts.setdefault(tid, row["ts_ns"])

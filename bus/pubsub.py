@@ -76,6 +76,9 @@ class SeqTracker:
         epoch, last = prev
         if env.epoch != epoch:
             self._last[key] = (env.epoch, env.seq)
+            if env.seq > 1:  # the restarted publisher's first frames never reached us
+                self.gaps += env.seq - 1
+                return SeqStatus.GAP, 1
             return SeqStatus.RESTART, 0
         if env.seq == last + 1:
             self._last[key] = (epoch, env.seq)

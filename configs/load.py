@@ -106,12 +106,12 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def _read_toml(path: Path, errors: list[ConfigError], seen: set[Path]) -> dict:
+def _read_toml(path: Path, errors: list[ConfigError], chain: tuple[Path, ...]) -> dict:
     path = path.resolve()
-    if path in seen:
-        errors.append(ConfigError(str(path), "include", str(path), "include cycle"))
+    if path in chain:
+        errors.append(ConfigError(str(chain[-1]), "include", str(path), "include cycle"))
         return {}
-    seen.add(path)
+    chain = (*chain, path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -126,7 +126,7 @@ def _read_toml(path: Path, errors: list[ConfigError], seen: set[Path]) -> dict:
         errors.append(ConfigError(str(path), "include", includes, "expected an array of file names"))
         includes = []
     for inc in includes:
-        merged = _merge(merged, _read_toml(path.parent / str(inc), errors, seen))
+        merged = _merge(merged, _read_toml(path.parent / str(inc), errors, chain))
     return _merge(merged, data)
 
 
@@ -134,7 +134,7 @@ def load_config(path: str | Path) -> Config:
     """Load and validate `path`; raise `ConfigInvalid` naming every error."""
     path = Path(path)
     errors: list[ConfigError] = []
-    data = _read_toml(path, errors, set())
+    data = _read_toml(path, errors, ())
     if errors:
         raise ConfigInvalid(errors)
     found: list[tuple[str, Any, str]] = []

@@ -1,0 +1,410 @@
+"""The executor's write-ahead log: every input of every pair trade, and every order sent.
+
+File format: an 8-byte magic header, then frames ``<u32 length><u32 crc32> <msgpack record>``
+(little-endian; the CRC covers the payload). Each `append` writes whole frames with one
+``os.write`` (nothing is buffered in user space) and, with ``fsync=True``, syncs before it
+returns. On open, a torn or corrupt tail (a crash mid-write) is detected, reported in
+``WriteAheadLog.scan``, copied aside to ``<path>.torn-<offset>`` and truncated; opening never
+raises for a damaged file.
+
+Protocol (the executor actor follows it exactly; the pair-trade machine is deterministic,
+so replaying the inputs rebuilds every trade bit for bit):
+
+1. New trade:      ``append(TradeOpened(trade_id, signal, params, now_ns))`` then ``trade.start(now_ns)``.
+2. Each input:     ``append(ReportApplied(...))`` / ``append(TimerFired(...))`` / ``append(Halted(...))``
+                   *then* feed the machine: ``on_report`` / ``on_timer`` of that trade, ``halt`` of
+                   every trade that is not ``is_done`` (REDUCE_ONLY or HALTED arrived).
+3. Each SendOrder: ``append(OrderSent(order))`` (``append_many`` for several) *then* send it.
+   Cancels and status queries are not logged: recovery re-derives them.
+4. A trade becomes done (``trade.is_done``): ``append(TradeClosed(trade_id, state))`` (optional; it
+   lets ``compact`` drop the trade).
+5. Restart:        ``state = recover(path)`` (before or after opening the log for append), then
+                   ``append(Resumed(now_ns))``, then carry out ``state.resume(now_ns)``: a status
+                   query for every order that was sent but whose outcome is unknown, and a SendOrder
+                   (logged as in 3) for every order the machine decided on but that never got an
+                   OrderSent record. Resume trade ids with ``TradeIds(prefix, state.next_trade_n)``.
+
+Why this is safe after ``kill -9``: an order leaves only after its OrderSent record is written
+(in the kernel's page cache, which survives the process; ``fsync=True`` also survives a power
+loss), so an order without one was never sent and is sent now (same cl_ord_id); an order with one may or
+may not have reached the venue, so it is put in doubt and its status is asked (an unknown order
+comes back as ``REJECT ORDER_UNKNOWN`` and is resubmitted under a new id: no duplicate order).
+Reports are logged before they are applied, so no applied fill is lost; fills the venue sent
+while the executor was down come back in the status answers (cumulative quantities). Rebuilt
+trades resume rolling back or completing, so no leg is left naked.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Union
+
+import msgspec
+
+from bus.messages import OrderEvent, OrderRequest, Signal
+from execution.ids import trade_number
+from execution.pairtrade import Action, PairParams, PairTrade
+
+MAGIC = b"XMCWAL\x00\x01"
+_HEAD = struct.Struct("<II")
+MAX_RECORD = 16 * 1024 * 1024
+
+
+class _Rec(msgspec.Struct, frozen=True, kw_only=True, tag_field="r", tag=True):
+    """Base of every WAL record."""
+
+
+class TradeOpened(_Rec):
+    """A pair trade was created and started at ``now_ns``."""
+
+    trade_id: str
+    signal: Signal
+    now_ns: int
+    params: PairParams | None = None  # None: recovery takes the pair's current params
+
+
+class OrderSent(_Rec):
+    """An order is about to leave (appended before sending)."""
+
+    order: OrderRequest
+
+
+class ReportApplied(_Rec):
+    """An execution report fed to a trade."""
+
+    trade_id: str
+    report: OrderEvent
+    now_ns: int
+
+
+class TimerFired(_Rec):
+    """`on_timer(now_ns)` of one trade."""
+
+    trade_id: str
+    now_ns: int
+
+
+class Halted(_Rec):
+    """`halt` of every trade not ``is_done`` at this point (or of one trade if ``trade_id`` is set)."""
+
+    now_ns: int
+    reason: str = ""
+    trade_id: str = ""
+
+
+class Resumed(_Rec):
+    """The executor restarted and resumed every open trade at ``now_ns``."""
+
+    now_ns: int
+
+
+class TradeClosed(_Rec):
+    """A trade reached a settled terminal state."""
+
+    trade_id: str
+    state: str
+    now_ns: int = 0
+
+
+class IdFloor(_Rec):
+    """Trade numbers below ``next_n`` are taken (written by `compact`)."""
+
+    next_n: int
+
+
+WalRecord = Union[TradeOpened, OrderSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, IdFloor]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(WalRecord)
+
+
+class ScanReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What reading a log found: ``reason`` is empty for a clean file."""
+
+    records: int
+    valid_bytes: int
+    dropped_bytes: int = 0
+    reason: str = ""  # e.g. "WAL_TORN_TAIL: offset=812 dropped_bytes=9 why=crc"
+
+
+def encode_frame(rec: WalRecord) -> bytes:
+    """One record as a length- and CRC-prefixed frame."""
+    payload = _encoder.encode(rec)
+    return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def scan_bytes(data: bytes) -> tuple[list[WalRecord], ScanReport]:
+    """Decode every whole, valid frame; stop at the first torn or corrupt one."""
+    if not data:
+        return [], ScanReport(records=0, valid_bytes=0)
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data):
+            return [], ScanReport(records=0, valid_bytes=0, dropped_bytes=len(data),
+                                  reason=f"WAL_TORN_HEADER: bytes={len(data)}")
+        return [], ScanReport(records=0, valid_bytes=0, dropped_bytes=len(data),
+                              reason=f"WAL_BAD_HEADER: bytes={len(data)}")
+    if not data.startswith(MAGIC):
+        return [], ScanReport(records=0, valid_bytes=0, dropped_bytes=len(data),
+                              reason=f"WAL_BAD_HEADER: bytes={len(data)}")
+    out: list[WalRecord] = []
+    pos, end = len(MAGIC), len(data)
+    why = ""
+    while pos < end:
+        if end - pos < _HEAD.size:
+            why = "short_header"
+            break
+        length, crc = _HEAD.unpack_from(data, pos)
+        if length == 0 or length > MAX_RECORD:
+            why = "bad_length"
+            break
+        body = pos + _HEAD.size
+        if body + length > end:
+            why = "short_record"
+            break
+        payload = data[body:body + length]
+        if zlib.crc32(payload) != crc:
+            why = "crc"
+            break
+        try:
+            out.append(_decoder.decode(payload))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            why = "undecodable"
+            break
+        pos = body + length
+    if why:
+        return out, ScanReport(records=len(out), valid_bytes=pos, dropped_bytes=end - pos,
+                               reason=f"WAL_TORN_TAIL: offset={pos} dropped_bytes={end - pos} why={why}")
+    return out, ScanReport(records=len(out), valid_bytes=pos)
+
+
+def read_records(path: str | os.PathLike[str]) -> tuple[list[WalRecord], ScanReport]:
+    """Every valid record of a log, without modifying it (a missing file is empty)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [], ScanReport(records=0, valid_bytes=0)
+    return scan_bytes(data)
+
+
+class WriteAheadLog:
+    """An append-only log file; open it once per executor process."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.records, self.scan = read_records(self.path)
+        if self.scan.dropped_bytes:
+            self._set_aside()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if self.scan.valid_bytes == 0:
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, MAGIC)
+            self._sync()
+        self.appended = 0
+
+    def _set_aside(self) -> None:
+        """Copy the damaged tail to a side file for forensics, then cut it off."""
+        valid = self.scan.valid_bytes
+        data = self.path.read_bytes()
+        Path(f"{self.path}.torn-{valid}").write_bytes(data[valid:])
+        with open(self.path, "r+b") as fh:
+            fh.truncate(valid)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _sync(self) -> None:
+        if self.fsync:
+            os.fsync(self._fd)
+
+    def append(self, rec: WalRecord) -> None:
+        """Write one record; it is in the kernel (and on disk with fsync) when this returns."""
+        self._write(encode_frame(rec))
+        self.appended += 1
+
+    def append_many(self, recs: Iterable[WalRecord]) -> None:
+        """Write several records with one system call."""
+        frames = [encode_frame(r) for r in recs]
+        if frames:
+            self._write(b"".join(frames))
+            self.appended += len(frames)
+
+    def _write(self, buf: bytes) -> None:
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._sync()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "WriteAheadLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- recovery ------------------------------------------------------------------
+
+ParamsLookup = Union[Mapping[str, PairParams], Callable[[str], PairParams | None], None]
+
+
+@dataclass
+class RecoveredState:
+    """The result of replaying a log: open trades and what to do about their orders."""
+
+    trades: dict[str, PairTrade]  # open trades (BROKEN included), by trade id
+    next_trade_n: int
+    in_doubt: tuple[OrderRequest, ...]  # sent, outcome unknown: ask their status
+    to_send: tuple[OrderRequest, ...]  # decided but never logged as sent: send them now
+    closed: dict[str, str] = field(default_factory=dict)  # settled trades: id -> state
+    scan: ScanReport = ScanReport(records=0, valid_bytes=0)
+    errors: tuple[str, ...] = ()
+    halted: bool = False  # a Halted record was replayed
+    sent_ids: frozenset[str] = frozenset()  # every cl_ord_id with an OrderSent record
+
+    def resume(self, now_ns: int) -> list[tuple[str, Action]]:
+        """Resume every open trade (log ``Resumed(now_ns)`` first); (trade_id, action) pairs."""
+        out: list[tuple[str, Action]] = []
+        for trade_id, trade in self.trades.items():
+            unsent = {r.cl_ord_id for r in trade.live_orders() if r.cl_ord_id not in self.sent_ids}
+            out.extend((trade_id, a) for a in trade.resume(now_ns, unsent))
+        return out
+
+
+def _lookup(params_for_pair: ParamsLookup, pair: str) -> PairParams | None:
+    if params_for_pair is None:
+        return None
+    if callable(params_for_pair):
+        return params_for_pair(pair)
+    return params_for_pair.get(pair)
+
+
+def recover(path: str | os.PathLike[str], params_for_pair: ParamsLookup = None) -> RecoveredState:
+    """Rebuild the open pair trades of the log at `path` (which is not modified)."""
+    records, scan = read_records(path)
+    return recover_records(records, params_for_pair, scan)
+
+
+def recover_records(records: Iterable[WalRecord], params_for_pair: ParamsLookup = None,
+                    scan: ScanReport | None = None) -> RecoveredState:
+    """Replay `records` through fresh machines, order actions suppressed.
+
+    Logged params win over `params_for_pair`, which is only used for records without them.
+    """
+    trades: dict[str, PairTrade] = {}
+    sent: set[str] = set()
+    errors: list[str] = []
+    closed: dict[str, str] = {}
+    next_n = 1
+    halted = False
+    for rec in records:
+        if isinstance(rec, OrderSent):
+            sent.add(rec.order.cl_ord_id)
+        elif isinstance(rec, ReportApplied):
+            t = trades.get(rec.trade_id)
+            if t is not None:
+                t.on_report(rec.report, rec.now_ns)
+        elif isinstance(rec, TimerFired):
+            t = trades.get(rec.trade_id)
+            if t is not None:
+                t.on_timer(rec.now_ns)
+        elif isinstance(rec, TradeOpened):
+            n = trade_number(rec.trade_id)
+            if n is not None:
+                next_n = max(next_n, n + 1)
+            params = rec.params or _lookup(params_for_pair, rec.signal.pair)
+            if params is None:
+                errors.append(f"WAL_NO_PARAMS: trade_id={rec.trade_id} pair={rec.signal.pair}")
+                continue
+            try:
+                t = PairTrade(rec.trade_id, rec.signal, params)
+            except ValueError as exc:
+                errors.append(f"WAL_BAD_TRADE: trade_id={rec.trade_id} why={exc}")
+                continue
+            t.start(rec.now_ns)
+            trades[rec.trade_id] = t
+        elif isinstance(rec, Halted):
+            halted = True
+            for tid, t in trades.items():
+                if not t.is_done and (not rec.trade_id or rec.trade_id == tid):
+                    t.halt(rec.now_ns, rec.reason or "RISK_HALT: level=HALTED")
+        elif isinstance(rec, Resumed):
+            for t in trades.values():
+                if not t.is_done:
+                    unsent = {r.cl_ord_id for r in t.live_orders() if r.cl_ord_id not in sent}
+                    t.resume(rec.now_ns, unsent)
+        elif isinstance(rec, TradeClosed):
+            closed[rec.trade_id] = rec.state
+        elif isinstance(rec, IdFloor):
+            next_n = max(next_n, rec.next_n)
+    open_trades = {tid: t for tid, t in trades.items() if not t.is_done}
+    for tid, t in trades.items():
+        if t.is_done:
+            closed[tid] = t.state.value
+    live = [r for t in open_trades.values() for r in t.live_orders()]
+    return RecoveredState(
+        trades=open_trades,
+        next_trade_n=next_n,
+        in_doubt=tuple(r for r in live if r.cl_ord_id in sent),
+        to_send=tuple(r for r in live if r.cl_ord_id not in sent),
+        closed=closed,
+        scan=scan or ScanReport(records=0, valid_bytes=0),
+        errors=tuple(errors),
+        halted=halted,
+        sent_ids=frozenset(sent),
+    )
+
+
+def _trade_of(rec: WalRecord) -> str:
+    if isinstance(rec, OrderSent):
+        return rec.order.trade_id
+    if isinstance(rec, (TradeOpened, ReportApplied, TimerFired, TradeClosed)):
+        return rec.trade_id
+    if isinstance(rec, Halted):
+        return rec.trade_id
+    return ""
+
+
+def compact(path: str | os.PathLike[str], params_for_pair: ParamsLookup = None) -> ScanReport:
+    """Rewrite the log keeping only the records of open trades (call before opening it).
+
+    The result replays to the same open trades and the same next trade number. The file is
+    replaced atomically; a damaged tail is dropped (and copied aside) as on open.
+    """
+    path = Path(path)
+    records, scan = read_records(path)
+    state = recover_records(records, params_for_pair, scan)
+    keep_ids = set(state.trades)
+    kept: list[WalRecord] = [IdFloor(next_n=state.next_trade_n)]
+    for rec in records:
+        if isinstance(rec, IdFloor):
+            continue
+        tid = _trade_of(rec)
+        if tid == "" or tid in keep_ids:
+            kept.append(rec)
+    if scan.dropped_bytes:
+        data = path.read_bytes()
+        Path(f"{path}.torn-{scan.valid_bytes}").write_bytes(data[scan.valid_bytes:])
+    tmp = path.with_name(path.name + ".compact")
+    with open(tmp, "wb") as fh:
+        fh.write(MAGIC)
+        for rec in kept:
+            fh.write(encode_frame(rec))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return ScanReport(records=len(kept), valid_bytes=path.stat().st_size)

@@ -1,0 +1,448 @@
+"""Risk states with real processes: simex -> ingest -> trigger -> executor, marginwatch.
+
+1. A falling market: the trigger sells the HSI/MHI spread once (short 1 HSI, long
+   5 MHI), then the simex `drift` drill walks MHI down; the loss raises margin
+   utilisation through WARN, REDUCE_ONLY and HALTED, each published on
+   `risk.state`, and the trigger and the executor apply each level as it comes.
+2. The operator's kill switch (`xmc halt`) with a pair trade in flight: the
+   trade finishes its rollback (never BROKEN), and no new pair trade opens
+   while the signals that keep coming are refused with RISK_STATE.
+
+Signals other than the trigger's come from the test, standing in for a second
+(disabled) trigger actor `desk` whose PUB endpoint it binds.
+
+Sizing of the falling market (HKD base, one HKD account, margin 2 % of notional):
+one spread unit is 1 HSI + 5 MHI, HKD 1.25M notional per leg, IM 25k + 25k.
+With a balance of 100k, utilisation starts near 0.5 (the forced basis reverts in
+the position's favour by ~5k); each 1 % MHI falls costs 12.5k, so WARN (0.6)
+comes after a fall of ~1.8 %, REDUCE_ONLY (0.75) ~3.2 %, HALTED (1.0) ~4.5 %.
+At -2 bp per MHI quote (40 quotes/s) the levels are ~1.7 s apart: far more than
+one marginwatch snapshot (50 ms), so no level is skipped even on a busy host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import zmq
+
+from bus.codec import Codec
+from bus.command import call
+from bus.endpoints import Endpoints
+from bus.messages import (CmdAck, Control, Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side,
+                          Signal, SignalLeg)
+from bus.pubsub import Publisher
+from configs.load import load_config
+from configs.schema import Config
+from helpers import wait_for, write_config, xmc
+
+PAIR = "hsi_mhi"
+TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
+LEVELS = [RiskLevel.NORMAL, RiskLevel.WARN, RiskLevel.REDUCE_ONLY, RiskLevel.HALTED]
+
+
+def _config(*, venue_sim: str, hsi_vol_bp: float, pair_extra: str, balance: float, risk: str) -> str:
+    return f"""
+[run]
+seed = 5
+base_currency = "HKD"
+heartbeat_s = 0.2
+heartbeat_timeout_s = 10.0
+
+[venues.HKEX]
+kind = "sim"
+sim = {venue_sim}
+
+[instruments.HSI]
+hours = []
+margin_pct = 0.02
+sim = {{ start = 25000.0, vol_bp = {hsi_vol_bp}, spread_ticks = 1, size = 15, interval_ms = 25 }}
+
+[instruments.MHI]
+hours = []
+margin_pct = 0.02
+sim = {{ start = 25000.0, vol_bp = {hsi_vol_bp}, spread_ticks = 1, size = 40, interval_ms = 25 }}
+
+[pairs.{PAIR}]
+leg_a = "HSI"
+leg_b = "MHI"
+ratio_a = 1
+ratio_b = 5
+currency = "HKD"
+unit = "pt"
+mode = "spread"
+entry = 40.0
+exit = 0.0
+max_inventory = 1
+cooldown_ms = 50
+max_quote_age_ms = 5000
+expiry_ms = 5000
+sim_basis_bp = 0.0
+sim_basis_vol_bp = 0.0
+sim_basis_reversion = 0.05
+{pair_extra}
+
+[accounts.hk]
+currency = "HKD"
+balance = {balance}
+venues = ["HKEX"]
+
+[risk]
+{risk}
+
+[actors.simex]
+kind = "simex"
+
+[actors.ingest_hkex]
+kind = "ingest"
+venue = "HKEX"
+
+[actors.trigger]
+kind = "trigger"
+
+[actors.executor]
+kind = "executor"
+
+[actors.marginwatch]
+kind = "marginwatch"
+
+[actors.desk]      # a second trigger the test stands in for
+kind = "trigger"
+enabled = false
+"""
+
+
+FALLING = _config(
+    venue_sim="{ ack_latency_ms = 0.5, fill_latency_ms = 1.0 }",
+    hsi_vol_bp=1.0,
+    pair_extra="",
+    balance=100_000.0,
+    risk="""warn_utilisation = 0.6
+reduce_utilisation = 0.75
+halt_utilisation = 1.0
+hysteresis = 0.02
+margin_call_buffer = 1.0
+snapshot_interval_ms = 50""",
+)
+
+# Slow fills (1 s of venue time per match) keep a pair trade in flight for seconds;
+# a calm HSI keeps an order 40 ticks off the touch from ever filling.
+KILL = _config(
+    venue_sim="{ ack_latency_ms = 1.0, fill_latency_ms = 1000.0 }",
+    hsi_vol_bp=0.2,
+    pair_extra="""order_timeout_ms = 3000
+deadline_ms = 30000
+max_resubmits = 6
+slippage_budget_ticks = 10""",
+    balance=1e9,
+    risk="snapshot_interval_ms = 100",
+)
+
+
+class Bus:
+    """The test's view of the bus: SUB sockets on actors' PUBs, and the `desk` trigger's PUB."""
+
+    def __init__(self, cfg: Config, run_dir: Path, subs: dict[str, list[str]]) -> None:
+        self.ctx = zmq.Context()
+        self.codec = Codec()
+        self.eps = Endpoints(cfg, run_dir)
+        self.socks: list[zmq.Socket] = []
+        for name, prefixes in subs.items():
+            s = self.ctx.socket(zmq.SUB)
+            s.setsockopt(zmq.RCVHWM, 0)
+            for p in prefixes:
+                s.setsockopt(zmq.SUBSCRIBE, p.encode())
+            s.connect(self.eps.pub(name))
+            self.socks.append(s)
+        self.seen: list[Envelope] = []
+        self.quotes: dict[str, Quote] = {}  # by instrument key (a Quote names the venue symbol)
+        self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
+        self.desk_sock: zmq.Socket | None = None
+        self.desk: Publisher | None = None
+        self.desk_n = 0
+
+    def pump(self) -> None:
+        """Read every frame already queued (never blocks)."""
+        for s in self.socks:
+            while True:
+                try:
+                    frame = s.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                _, env = self.codec.decode_frame(frame)
+                if isinstance(env.body, Quote):
+                    self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
+                else:
+                    self.seen.append(env)
+
+    def of(self, kind: type) -> list:
+        self.pump()
+        return [e.body for e in self.seen if isinstance(e.body, kind)]
+
+    def states(self) -> list[RiskState]:
+        return self.of(RiskState)
+
+    def trade_events(self) -> list[PairTradeEvent]:
+        return self.of(PairTradeEvent)
+
+    def level(self, actor: str) -> int:
+        """The actor's risk level as its latest heartbeat reports it (-1: none yet)."""
+        hbs = [h for h in self.of(Heartbeat) if h.actor == actor]
+        return int(hbs[-1].detail.get("risk_level", -1)) if hbs else -1
+
+    def bind_desk(self) -> None:
+        """Bind the `desk` trigger's PUB and wait for the executor's subscription."""
+        sock = self.ctx.socket(zmq.XPUB)
+        sock.bind(self.eps.pub("desk"))
+        deadline = time.monotonic() + 15
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0 and sock.poll(int(left * 1000)), "the executor never subscribed to desk signals"
+            if sock.recv() == b"\x01sig.":
+                break
+        self.desk_sock = sock
+        self.desk = Publisher(sock, "desk", time.time_ns())
+
+    def send_signal(self, direction: Side, closing: bool, *, offset_b_ticks: float = 0.0,
+                    through_ticks: float = 20.0) -> str:
+        """Publish one desk Signal at the latest quotes: leg A `through_ticks` marketable, leg B
+        as marketable unless `offset_b_ticks` puts it that many ticks on the passive side."""
+        wait_for(lambda: (self.pump(), {"HSI", "MHI"} <= set(self.quotes))[1], 15, "HSI and MHI quotes")
+        assert self.desk is not None
+        qa, qb = self.quotes["HSI"], self.quotes["MHI"]
+        sa, sb = direction.sign, direction.opposite.sign  # tick = 1 point for both
+        px_a = (qa.ask if sa > 0 else qa.bid) + sa * through_ticks
+        if offset_b_ticks > 0:  # passive: a buy under the bid, a sell over the ask
+            px_b = (qb.bid if sb > 0 else qb.ask) - sb * offset_b_ticks
+        else:
+            px_b = (qb.ask if sb > 0 else qb.bid) + sb * through_ticks
+        self.desk_n += 1
+        sig_id = f"desk-{self.desk_n}"
+        now = time.monotonic_ns()
+        self.desk.publish(f"sig.{PAIR}", Signal(
+            signal_id=sig_id, pair=PAIR, direction=direction, closing=closing,
+            legs=(SignalLeg(instrument="HSI", side=direction, qty=1, limit_px=float(px_a)),
+                  SignalLeg(instrument="MHI", side=direction.opposite, qty=5, limit_px=float(px_b))),
+            spread=0.0, zscore=0.0, expiry_ns=0, tick_recv_ns=max(qa.recv_ns, qb.recv_ns), signal_ns=now))
+        return sig_id
+
+    def close(self) -> None:
+        self.ctx.destroy(0)
+
+
+def drill(cfg: Config, run_dir: Path, cmd: str, **args: object) -> None:
+    reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd("simex"),
+                 Control(cmd=cmd, args={k: str(v) for k, v in args.items()}), timeout_s=5)
+    assert isinstance(reply, CmdAck) and reply.ok, reply
+
+
+def log_events(run_dir: Path, name: str, *events: str) -> list[dict]:
+    """An actor's JSON log lines with these event names, in order."""
+    lines = (run_dir / "logs" / f"{name}.jsonl").read_text().splitlines()
+    return [d for d in map(json.loads, lines) if d.get("event") in events]
+
+
+def final_trades(bus: Bus) -> dict[str, PairTradeEvent]:
+    """The last transition of every pair trade seen on exec.trade (signal rejections left out)."""
+    out: dict[str, PairTradeEvent] = {}
+    for ev in bus.trade_events():
+        if ev.trade_id:
+            out[ev.trade_id] = ev
+    return out
+
+
+def assert_settled_never_broken(bus: Bus, run_dir: Path) -> dict[str, PairTradeEvent]:
+    """Every trade the executor opened ended COMPLETED (legs in ratio) or flat; none BROKEN."""
+    opened = [e["trade_id"] for e in log_events(run_dir, "executor", "trade_opened")]
+    assert opened, "the executor opened no trade"
+    broken = [e for e in bus.trade_events() if e.state == "BROKEN"]
+    assert not broken, f"BROKEN trades: {broken}"
+    last = wait_for(lambda: (f := final_trades(bus)) and all(f.get(t) and f[t].state in TERMINAL for t in opened) and f,
+                    30, f"trades {opened} terminal")
+    for t in opened:
+        ev = last[t]
+        a, b = ev.legs
+        if ev.state == "COMPLETED":
+            assert (abs(a.net_qty), abs(b.net_qty)) == (a.target_qty, b.target_qty) and a.target_qty * 5 == b.target_qty, ev
+        else:
+            assert (a.net_qty, b.net_qty) == (0, 0), ev
+    return last
+
+
+def _run(tmp_path: Path, run_dir: Path, body: str, subs: dict[str, list[str]]) -> Iterator[tuple[Config, Bus]]:
+    cfg_path = write_config(tmp_path / "risk.toml", body)
+    cfg = load_config(cfg_path)
+    xmc("up", str(cfg_path), "--detach", run_dir=run_dir, check=True)
+    bus = Bus(cfg, run_dir, subs)
+    try:
+        bus.bind_desk()
+        yield cfg, bus
+    finally:
+        bus.close()
+
+
+@pytest.fixture
+def falling_run(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Config, Bus]]:
+    yield from _run(tmp_path, run_dir, FALLING, {
+        "marginwatch": ["risk.state"], "executor": ["exec.trade.", "hb."], "trigger": ["hb."],
+        "ingest_hkex": ["md.HKEX."]})
+
+
+@pytest.fixture
+def kill_run(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Config, Bus]]:
+    yield from _run(tmp_path, run_dir, KILL, {
+        "marginwatch": ["risk.state"], "executor": ["exec.trade.", "hb."], "ingest_hkex": ["md.HKEX."]})
+
+
+def _rank_in(reason: str) -> int:
+    m = re.match(r"RISK_STATE: state=(\w+) ", reason)
+    assert m, reason
+    return RiskLevel(m.group(1)).rank
+
+
+def _distinct(seq: list) -> list:
+    return [x for i, x in enumerate(seq) if i == 0 or x != seq[i - 1]]
+
+
+@pytest.mark.slow
+def test_falling_market_escalates_warn_reduce_only_halted_and_trigger_and_executor_obey(
+        falling_run: tuple[Config, Bus], run_dir: Path) -> None:
+    cfg, bus = falling_run
+    wait_for(lambda: any(s.state is RiskLevel.NORMAL for s in bus.states()), 15, "risk.state NORMAL")
+
+    # MHI 40 bp under HSI (~100 points): the trigger sells the spread once (max_inventory 1)
+    def completed() -> PairTradeEvent | None:
+        return next((e for e in bus.trade_events() if e.state == "COMPLETED"), None)
+
+    deadline = time.monotonic() + 30
+    while (trade := completed()) is None:
+        assert time.monotonic() < deadline, f"no trade COMPLETED; events: {bus.trade_events()}"
+        drill(cfg, run_dir, "basis", pair=PAIR, bp=-40)
+        try:
+            trade = wait_for(completed, 3, "the trigger's pair trade COMPLETED")
+        except AssertionError:
+            continue
+    assert trade.direction is Side.SELL
+    assert [(l.instrument, l.net_qty) for l in trade.legs] == [("HSI", -1), ("MHI", 5)]
+    wait_for(lambda: bus.states()[-1].utilisation > 0.3, 10, "margin of the position in the utilisation")
+    assert bus.states()[-1].state is RiskLevel.NORMAL, bus.states()[-1]
+
+    # MHI falls 2 bp per quote; at each level seen, a desk signal must be refused by that level
+    drill(cfg, run_dir, "drift", instrument="MHI", bp=-2)
+    probes: dict[RiskLevel, str] = {}
+
+    def escalate() -> bool:
+        cur = bus.states()[-1].state
+        if cur is not RiskLevel.NORMAL and cur not in probes and bus.level("executor") >= cur.rank:
+            probes[cur] = bus.send_signal(Side.SELL, closing=cur is RiskLevel.HALTED)
+        return cur is RiskLevel.HALTED and RiskLevel.HALTED in probes
+
+    wait_for(escalate, 60, "risk.state escalating to HALTED")
+    drill(cfg, run_dir, "drift", instrument="MHI", bp=0)
+
+    states = bus.states()
+    assert _distinct([s.state for s in states]) == LEVELS, [(s.state.value, round(s.utilisation, 3)) for s in states]
+    for s in states:
+        assert not s.kill and s.state is s.computed
+        if s.state is not RiskLevel.NORMAL:
+            assert s.reason.startswith(f"RISK_UTILISATION_{s.state.value}: utilisation="), s.reason
+    first = {lv: next(s for s in states if s.state is lv) for lv in LEVELS[1:]}
+    assert first[RiskLevel.WARN].utilisation >= 0.6
+    assert first[RiskLevel.REDUCE_ONLY].utilisation >= 0.75
+    assert first[RiskLevel.HALTED].utilisation >= 1.0
+
+    # each desk probe was refused for the risk state, by the level it was sent in (or a stricter one)
+    def refusals() -> dict[str, PairTradeEvent] | None:
+        rej = {e.signal_id: e for e in bus.trade_events() if e.state == "REJECTED"}
+        return rej if all(sid in rej for sid in probes.values()) else None
+
+    rej = wait_for(refusals, 15, "desk signals refused")
+    print("STATES", [(s.state.value, round(s.utilisation, 3)) for s in states][:3], _distinct([(s.state.value) for s in states]))
+    print("FIRST", {k.value: round(v.utilisation,3) for k, v in first.items()})
+    print("PROBES", {k.value: rej[v].reason for k, v in probes.items()})
+    print("EXEC", log_events(run_dir, "executor", "risk_level", "trade_opened", "signal_rejected"))
+    for lv, sid in probes.items():
+        assert rej[sid].reason.startswith("RISK_STATE: "), rej[sid].reason
+        assert _rank_in(rej[sid].reason) >= lv.rank, (lv, rej[sid].reason)
+    assert rej[probes[RiskLevel.HALTED]].reason == "RISK_STATE: state=HALTED closing=True"
+
+    # both actors applied every level, in order, each once
+    wait_for(lambda: bus.level("trigger") == RiskLevel.HALTED.rank, 10, "trigger heartbeat at HALTED")
+    for name in ("trigger", "executor"):
+        got = [e["state"] for e in log_events(run_dir, name, "risk_level")]
+        assert got == ["WARN", "REDUCE_ONLY", "HALTED"], (name, got)
+
+    # the trigger kept seeing the open spread, and refused it for the risk state from WARN on
+    trig = [h for h in bus.of(Heartbeat) if h.actor == "trigger"][-1].detail
+    assert trig["signals"] >= 1 and trig.get("suppressed.RISK_STATE", 0) > 0
+    tr = log_events(run_dir, "trigger", "risk_level", "signal")
+    first_change = next(i for i, e in enumerate(tr) if e["event"] == "risk_level")
+    assert [e for e in tr[first_change:] if e["event"] == "signal"] == []
+
+    # no pair trade opened once the state left NORMAL
+    ex = log_events(run_dir, "executor", "risk_level", "trade_opened")
+    first_change = next(i for i, e in enumerate(ex) if e["event"] == "risk_level")
+    assert [e for e in ex[first_change:] if e["event"] == "trade_opened"] == []
+    assert_settled_never_broken(bus, run_dir)
+
+
+def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
+        kill_run: tuple[Config, Bus], run_dir: Path) -> None:
+    cfg, bus = kill_run
+    wait_for(lambda: bus.level("executor") == RiskLevel.NORMAL.rank, 15, "executor heartbeat")
+
+    # leg A (HSI) fills after 1 s; leg B (MHI) rests 40 ticks off the touch and keeps
+    # expiring and being resubmitted: the trade stays in flight with a filled leg
+    sid = bus.send_signal(Side.SELL, closing=False, offset_b_ticks=40)
+
+    def leg_a_filled() -> PairTradeEvent | None:
+        return next((e for e in bus.trade_events() if e.signal_id == sid and e.legs and e.legs[0].filled_qty == 1), None)
+
+    inflight = wait_for(leg_a_filled, 20, "leg A of the desk trade filled")
+    trade_id = inflight.trade_id
+    assert inflight.state not in TERMINAL, inflight
+
+    xmc("halt", "--reason", "drill", run_dir=run_dir, check=True)
+    wait_for(lambda: bus.level("executor") == RiskLevel.HALTED.rank, 15, "executor at HALTED")
+
+    # new signals keep coming and are refused; the trade in flight unwinds its filled leg
+    probes = [bus.send_signal(Side.SELL, closing=False), bus.send_signal(Side.BUY, closing=True)]
+
+    def refused() -> list[PairTradeEvent] | None:
+        rej = {e.signal_id: e for e in bus.trade_events() if e.state == "REJECTED"}
+        return [rej[p] for p in probes] if all(p in rej for p in probes) else None
+
+    got = wait_for(refused, 15, "desk signals refused under the kill switch")
+    assert [e.reason for e in got] == ["RISK_STATE: state=HALTED closing=False", "RISK_STATE: state=HALTED closing=True"]
+
+    last = wait_for(lambda: (t := final_trades(bus).get(trade_id)) and t.state in TERMINAL and t, 30,
+                    "the trade in flight terminal")
+    assert last.state == "ROLLED_BACK", last
+    print("KILLTRADE", [(e.transition, e.reason) for e in bus.trade_events() if e.trade_id == trade_id])
+    transitions = [e.transition for e in bus.trade_events() if e.trade_id == trade_id]
+    assert "halt_rollback_started" in transitions, transitions
+    assert states_seen(bus)[-1] is RiskLevel.HALTED and bus.states()[-1].kill
+
+    # nothing opened after the kill switch reached the executor
+    ex = log_events(run_dir, "executor", "kill_switch", "trade_opened")
+    k = next(i for i, e in enumerate(ex) if e["event"] == "kill_switch" and e["halted"])
+    assert [e for e in ex[k:] if e["event"] == "trade_opened"] == []
+    assert [e["trade_id"] for e in ex if e["event"] == "trade_opened"] == [trade_id]
+    assert_settled_never_broken(bus, run_dir)
+
+    # after resume, pair trades open again
+    xmc("resume", run_dir=run_dir, check=True)
+    wait_for(lambda: bus.level("executor") == RiskLevel.NORMAL.rank, 15, "executor back to NORMAL")
+    again = bus.send_signal(Side.SELL, closing=False)
+    opened = wait_for(lambda: next((e for e in bus.trade_events() if e.signal_id == again and e.trade_id), None), 15,
+                      "a pair trade opened after resume")
+    assert opened.state != "REJECTED"
+
+
+def states_seen(bus: Bus) -> list[RiskLevel]:
+    return _distinct([s.state for s in bus.states()])
