@@ -20,7 +20,8 @@ class MarginWatchActor(Actor):
     kind = "marginwatch"
 
     def setup(self) -> None:
-        self.watch = MarginWatch(self.cfg, actor=self.name)
+        self.watch = MarginWatch(self.cfg, actor=self.name, calendar_charge=self.cfg.risk.calendar_charges,
+                                 cross_account_credits=self.cfg.risk.cross_account_credits)
         ingest = [n for n, a in self.cfg.actors.items() if a.kind == "ingest"]
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
         self.subscribe(ingest, [topics.MD], self._on_md, name="md")

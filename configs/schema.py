@@ -56,6 +56,7 @@ class SimVenueCfg(_Cfg):
     drop_rate: Rate = 0.0  # orders never answered (the executor must query)
     disconnect_every_s: NonNegFloat = 0.0  # 0: never
     disconnect_for_s: NonNegFloat = 0.5
+    band_ticks: PosInt = 100  # limit orders further than this from the mid are rejected
 
 
 class ReplayCfg(_Cfg):
@@ -133,6 +134,9 @@ class PairCfg(_Cfg):
     slippage_budget_ticks: NonNegInt = 5
     deadline_ms: PosFloat = 2000.0
     rollback_attempts: PosInt = 5
+    entry_tif: Literal["IOC", "DAY"] = "IOC"  # entry and resubmit orders
+    rollback_far_ticks: NonNegInt = 0  # unwind limit this far through the touch; 0: no limit (marketable)
+    halt_unwinds_all: bool = True  # on REDUCE_ONLY/HALTED also unwind completed ratio units of a trade in flight
     # basis of the simulated market: mean-reverting, sometimes opening past the triggers
     sim_basis_bp: NonNegFloat = 0.0
     sim_basis_reversion: Rate = 0.05
@@ -183,6 +187,8 @@ class RiskCfg(_Cfg):
     fx_stale_ms: PosFloat = 5000.0
     snapshot_interval_ms: PosFloat = 500.0
     spread_credits: list[SpreadCreditCfg] = []
+    calendar_charges: dict[str, NonNegFloat] = {}  # per commodity: charge per spread lot, base currency
+    cross_account_credits: bool = True  # spread credits across accounts (the desk's combined view)
     limits: LimitsCfg = LimitsCfg()
 
 

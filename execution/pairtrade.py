@@ -129,6 +129,9 @@ class PairParams(msgspec.Struct, frozen=True, kw_only=True):
             slippage_budget_ticks=cfg.slippage_budget_ticks,
             deadline_ns=round(cfg.deadline_ms * _MS),
             rollback_attempts=cfg.rollback_attempts,
+            entry_tif=TimeInForce(cfg.entry_tif),
+            rollback_far_ticks=cfg.rollback_far_ticks,
+            halt_unwinds_all=cfg.halt_unwinds_all,
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
