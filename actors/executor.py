@@ -359,6 +359,24 @@ class ExecutorActor(Actor):
             d["signal_to_orders_p50_us"] = round(s[len(s) // 2], 1)
         return d
 
+    def on_stop_requested(self) -> None:
+        """Shutting down: start nothing new and flatten what is open while the venues still answer."""
+        self.level = RiskLevel.HALTED
+        if self.open:
+            now = time.monotonic_ns()
+            self.log.warning("shutdown_flattening", open_trades=len(self.open))
+            self.wal.append(Halted(now_ns=now, reason="SHUTDOWN: flatten"))
+            for trade_id in sorted(self.open):
+                trade = self.trades[trade_id]
+                self._run(trade, trade.halt(now, "SHUTDOWN: flatten"), now)
+            self._rearm()
+
+    def finishing(self) -> bool:
+        return bool(self.open)
+
     def teardown(self) -> None:
+        if self.open:
+            self.log.error("shutdown_with_open_trades", trade_ids=sorted(self.open),
+                           note="resumed from the write-ahead log at next start")
         self.wal.close()
 

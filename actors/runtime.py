@@ -377,10 +377,25 @@ class Actor:
                 self._close()
         return 0
 
+    def finishing(self) -> bool:
+        """After a stop request: True while the actor still has work it must finish (e.g. open trades)."""
+        return False
+
+    def on_stop_requested(self) -> None:
+        """A stop was requested; begin winding down (the loop keeps running while `finishing()`)."""
+
     def _loop(self) -> None:
         handlers = self._handlers
         poll = self.poller.poll
-        while not self._stop:
+        grace_until: float | None = None
+        while True:
+            if self._stop:
+                if grace_until is None:
+                    grace_until = time.monotonic() + max(0.5, self.cfg.run.stop_timeout_s - 1.0)
+                    self.state = Lifecycle.STOPPING
+                    self._guarded(self.on_stop_requested)
+                if not self.finishing() or time.monotonic() >= grace_until:
+                    return
             now = time.monotonic()
             timeout_ms = 100.0
             if self._timers:

@@ -32,6 +32,7 @@ from configs.schema import Config
 
 HOT_KINDS = {"simex", "ingest", "trigger", "executor"}
 LIVE_STATES = {"ready", "running", "degraded"}
+STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {"journal"})
 
 
 class ActorProc:
@@ -313,19 +314,22 @@ class Supervisor:
         tmp.replace(self.run_dir / "status.json")
 
     def shutdown(self) -> int:
+        """Stop actors in dependency order: no new signals first, the executor flattens while
+        the venue still answers, and the journal goes last so it records everything."""
         self.log.info("supervisor_stopping", reason=self._stop_reason)
-        live = [a for a in self.actors.values() if a.proc is not None and a.proc.poll() is None]
-        for a in live:
-            a.state = "stopping"
-            a.proc.terminate()  # type: ignore[union-attr]
-        deadline = time.monotonic() + self.cfg.run.stop_timeout_s
-        for a in live:
-            try:
-                a.proc.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                self.log.error("actor_stop_timeout", target=a.name)
-                self._kill9(a)
-                a.proc.wait()  # type: ignore[union-attr]
+        for kinds in STOP_ORDER:
+            live = [a for a in self.actors.values() if a.kind in kinds and a.proc is not None and a.proc.poll() is None]
+            for a in live:
+                a.state = "stopping"
+                a.proc.terminate()  # type: ignore[union-attr]
+            deadline = time.monotonic() + self.cfg.run.stop_timeout_s
+            for a in live:
+                try:
+                    a.proc.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+                except subprocess.TimeoutExpired:
+                    self.log.error("actor_stop_timeout", target=a.name)
+                    self._kill9(a)
+                    a.proc.wait()  # type: ignore[union-attr]
         faulted = [a.name for a in self.actors.values() if a.state == "faulted"]
         for a in self.actors.values():
             if a.state != "faulted":

@@ -129,8 +129,8 @@ def hop_latencies(tick: int, signal: dict | None, orders: list[dict], reports: l
     both_sent = max((o["sent_ns"] for o in first_open.values()), default=None) if len(first_open) == 2 else None
     acks, fills = [], []
     for o in first_open.values():
-        mine = [r for r in reports if r["cl_ord_id"] == o["cl_ord_id"]]
-        ack = next((r["recv_ns"] for r in mine if r["exec_type"] in ("ACK", "FILL", "REJECT", "CANCELLED")), None)
+        mine = [r for r in reports if r["cl_ord_id"] == o["cl_ord_id"] and r["recv_ns"]]  # as the executor received them
+        ack = next((r["recv_ns"] for r in mine if r["exec_type"] in ("ACK", "FILL", "REJECT", "CANCELLED", "STATUS")), None)
         fill = next((r["recv_ns"] for r in mine if r["exec_type"] == "FILL"), None)
         acks.append(us(o["sent_ns"], ack))
         fills.append(us(o["sent_ns"], fill))
