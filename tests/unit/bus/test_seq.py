@@ -40,6 +40,13 @@ def test_new_epoch_is_a_restart_not_a_gap() -> None:
     assert t.gaps == 0
 
 
+def test_new_epoch_seen_from_seq_3_is_a_gap_from_1() -> None:
+    t = SeqTracker()
+    t.check("a", env(10))
+    assert t.check("a", env(3, epoch=2)) == (SeqStatus.GAP, 1)
+    assert t.gaps == 2
+
+
 def test_topics_and_sources_are_tracked_separately() -> None:
     t = SeqTracker()
     t.check("a", env(1))
