@@ -72,6 +72,7 @@ class ExecutorActor(Actor):
                 self.gateways[v] = SimGateway(v, client.send)
         self._wake: _Timer | None = None
         self._last_sent_ns = 0
+        self.risk_latency_us = 0.0  # computed risk state -> received here, for the last RiskState
         self._wal_head: list[TradeOpened] = []
 
         wal_path = self.run_dir / "state" / f"{self.name}.wal"
@@ -102,6 +103,7 @@ class ExecutorActor(Actor):
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
+            self.risk_latency_us = (time.monotonic_ns() - env.body.ts_ns) / 1e3
             self.published = env.body.state
             self._apply_risk(env.body.reason)
 
@@ -112,7 +114,8 @@ class ExecutorActor(Actor):
         level = RiskLevel.HALTED if self.kill.halted else self.published
         if level is self.level:
             return
-        self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted, reason=reason)
+        self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted, reason=reason,
+                         risk_state_latency_us=round(self.risk_latency_us, 1))
         self.level = level
         if level.rank >= RiskLevel.REDUCE_ONLY.rank and self.open:
             now = time.monotonic_ns()
@@ -303,7 +306,7 @@ class ExecutorActor(Actor):
             self.log.error("trade_alert", trade_id=action.alert.trade_id, code=action.alert.code, text=action.alert.text)
         elif isinstance(action, RequestHalt):
             self.log.error("halt_requested", trade_id=trade.trade_id, reason=action.reason)
-            self.ctl.send(Control(cmd="halt", args={"reason": action.reason}))
+            self.tell_supervisor(Control(cmd="halt", args={"reason": action.reason}))
 
     def _vet(self, trade: PairTrade, order: OrderRequest, now: int) -> tuple[OrderRequest, str | None]:
         """Pre-trade limits and sub-account routing; (order as it will leave, denial reason or None)."""

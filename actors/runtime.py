@@ -9,6 +9,7 @@ socket is readable or the next timer is due (these hosts have 2 cores).
 from __future__ import annotations
 
 import enum
+import gc
 import heapq
 import os
 import signal
@@ -85,6 +86,7 @@ class Actor:
         self.handler_errors = 0
         self.msgs_in = 0
         self.cmd_decode_errors = 0
+        self._ctl_dropped = 0
         self._cmd_bad: dict[str, int] = {}
 
         hwm = cfg.endpoints.hwm
@@ -315,7 +317,7 @@ class Actor:
                 if body.cmd == "stop":
                     self._stop = True
                 else:
-                    self.ctl.send(self.on_control(body), req_id=env.seq)
+                    self.tell_supervisor(self.on_control(body))
 
     def counters(self) -> Heartbeat:
         decode_errors = self.cmd_decode_errors + sum(i.decode_errors for i in self._inbounds)
@@ -338,8 +340,15 @@ class Actor:
 
     def _heartbeat(self) -> None:
         hb = self.counters()
-        self.ctl.send(hb)
+        self.tell_supervisor(hb)
         self.pub.publish(topics.hb(self.name), hb)
+
+    def tell_supervisor(self, msg: Message) -> None:
+        """Best effort: an actor never blocks on an absent or stalled supervisor."""
+        try:
+            self.ctl.send(msg, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._ctl_dropped += 1
 
     def _request_stop(self, signum: int, _frame: object) -> None:
         self._stop = True
@@ -358,6 +367,8 @@ class Actor:
             self._heartbeat()
             self._close()
             return 1
+        gc.collect()
+        gc.freeze()  # start-up objects leave the collector's view: fewer, shorter pauses on the hot path
         self.state = Lifecycle.READY
         self._heartbeat()
         self.log.info("actor_ready")

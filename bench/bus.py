@@ -148,3 +148,49 @@ def bench_bus(n: int = 6000, rate: float = 2000.0, reps: int = 3) -> dict:
         for q in ("p50", "p99", "p999"):
             out[f"{name}_{q}_us"] = metric(med["xmc"][q] / 1e3, "us", med["raw"][q] / 1e3, rate_per_s=rate)
     return out
+
+
+def _blast(ep: str, frame: bytes, n: int) -> None:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.SNDHWM, 0)  # unlimited: the subscriber's pace is measured, nothing is dropped
+    pub.bind(ep)
+    pub.recv()
+    for _ in range(n):
+        pub.send(frame)
+    pub.close(linger=-1)
+    ctx.term()
+
+
+def raw_pubsub_rate(frame_size: int, n: int) -> float:
+    """Frames/s a raw pyzmq SUB receives from a PUB in another process blasting `n` same-size frames on ipc.
+
+    The reference for throughput figures (replay ingest, trigger burst): the rate is
+    counted by the subscriber from its first to its last frame.
+    """
+    mpctx = mp.get_context("fork")
+    tmp = tempfile.mkdtemp(prefix="xmcb-", dir="/tmp")
+    ep = f"ipc://{tmp}/r"
+    frame = b"md.X.Y|" + b"x" * max(0, frame_size - 7)
+    proc = mpctx.Process(target=_blast, args=(ep, frame, n))
+    proc.start()
+    ctx = zmq.Context()
+    sub = _sub(ctx, ep)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 30_000)
+    try:
+        sub.recv()
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            sub.recv()
+        elapsed = time.perf_counter() - t0
+    finally:
+        ctx.destroy(linger=0)
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+    return (n - 1) / elapsed

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 """
 
-_INSERT = (
+INSERT_SQL = (
     "INSERT OR IGNORE INTO events (src, epoch, topic, seq, ts_ns, wall_ns, kind, trade_id, cl_ord_id, pair,"
     " instrument, tick_ns, replayed, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
@@ -116,7 +116,7 @@ class AuditWriter:
         if not rows:
             return 0
         self.db.execute("BEGIN")
-        cur = self.db.executemany(_INSERT, rows)
+        cur = self.db.executemany(INSERT_SQL, rows)
         self.db.execute("COMMIT")
         self.written += cur.rowcount if cur.rowcount >= 0 else len(rows)
         return len(rows)

@@ -58,12 +58,12 @@ class CommandClient:
         self.codec = Codec()
         self._next_id = 0
 
-    def send(self, msg: Message, req_id: int | None = None) -> int:
+    def send(self, msg: Message, req_id: int | None = None, flags: int = 0) -> int:
         if req_id is None:
             self._next_id += 1
             req_id = self._next_id
         env = Envelope(src=self.src, epoch=self.epoch, seq=req_id, ts_ns=time.monotonic_ns(), body=msg)
-        self.sock.send(self.codec.encode(env), copy=False)
+        self.sock.send(self.codec.encode(env), flags, copy=False)
         return req_id
 
     def recv(self) -> Envelope:
