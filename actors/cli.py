@@ -109,7 +109,9 @@ def main() -> None:
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Run this many seconds, then shut down cleanly.")
 @click.option("--detach", is_flag=True, help="Run the supervisor in the background; return once all actors are ready.")
 @click.option("--live", is_flag=True, help="Show a live terminal view while running (foreground only).")
-def up(config: str, run_dir: Path, duration: float | None, detach: bool, live: bool) -> None:
+@click.option("--external", is_flag=True,
+              help="Start no actor: they run elsewhere (docker-compose); watch heartbeats, relay the kill switch, answer the CLI.")
+def up(config: str, run_dir: Path, duration: float | None, detach: bool, live: bool, external: bool) -> None:
     """Start and supervise every actor of CONFIG."""
     cfg = _load(config)
     info = supervisor_info(run_dir)
@@ -118,9 +120,9 @@ def up(config: str, run_dir: Path, duration: float | None, detach: bool, live: b
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "supervisor.json").unlink(missing_ok=True)
     if detach:
-        _up_detached(config, cfg, run_dir, duration)
+        _up_detached(config, cfg, run_dir, duration, external)
         return
-    sup = Supervisor(config, cfg, run_dir, duration)
+    sup = Supervisor(config, cfg, run_dir, duration, external)
     sup.start()
     _err(f"xmc: supervising {len(sup.actors)} actors in {run_dir.resolve()} (Ctrl-C stops)")
     if live:
@@ -132,11 +134,11 @@ def up(config: str, run_dir: Path, duration: float | None, detach: bool, live: b
     sys.exit(code)
 
 
-def _up_detached(config: str, cfg: Config, run_dir: Path, duration: float | None) -> None:
+def _up_detached(config: str, cfg: Config, run_dir: Path, duration: float | None, external: bool) -> None:
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     err = open(run_dir / "logs" / "supervisor.stderr", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "actors.supervisor", config, str(run_dir), str(duration or "")],
+        [sys.executable, "-m", "actors.supervisor", config, str(run_dir), str(duration or ""), "external" if external else ""],
         stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, start_new_session=True,
     )
     err.close()
@@ -145,6 +147,9 @@ def _up_detached(config: str, cfg: Config, run_dir: Path, duration: float | None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise CliFailure(f"supervisor exited with {proc.returncode}; see {run_dir / 'logs' / 'supervisor.stderr'}")
+        if supervisor_info(run_dir) is not None and external:
+            click.echo(f"xmc: supervisor pid {proc.pid} watching external actors, run dir {run_dir}")
+            return
         if supervisor_info(run_dir) is not None:
             try:
                 status = live_status(run_dir)

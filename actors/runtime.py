@@ -71,6 +71,7 @@ class Actor:
         self.cfg = cfg
         self.spec: ActorCfg = cfg.actors[name]
         self.run_dir = Path(run_dir)
+        (self.run_dir / "state").mkdir(parents=True, exist_ok=True)
         self.eps = Endpoints(cfg, run_dir)
         self.epoch = time.time_ns()
         self.log = setup_logging(run_dir, name, cfg.run.log_level)
@@ -93,7 +94,7 @@ class Actor:
         # XPUB, so the actor sees who subscribes (a replay waits for its audience)
         self.pub_sock = self._socket(zmq.XPUB, hwm)
         self.pub_sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.pub_sock.bind(self.eps.pub(name))
+        self.pub_sock.bind(self.eps.bindable(self.eps.pub(name)))
         self.pub = Publisher(self.pub_sock, name, self.epoch, self.replay_depth)
         self.subscriptions: list[str] = []
         self._register(self.pub_sock, self._drain_subscriptions)
@@ -101,7 +102,7 @@ class Actor:
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
         self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its routing id
-        self.cmd_sock.bind(self.eps.cmd(name))
+        self.cmd_sock.bind(self.eps.bindable(self.eps.cmd(name)))
         self.cmd = CommandServer(self.cmd_sock, name, self.epoch)
         self._register(self.cmd_sock, self._drain_cmd)
 

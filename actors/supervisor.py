@@ -38,9 +38,10 @@ STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {
 class ActorProc:
     """What the supervisor knows of one actor."""
 
-    def __init__(self, name: str, kind: str) -> None:
+    def __init__(self, name: str, kind: str, external: bool = False) -> None:
         self.name = name
         self.kind = kind
+        self.external = external  # started and restarted by someone else (docker-compose)
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = "stopped"
         self.restarts = 0
@@ -54,6 +55,8 @@ class ActorProc:
 
     @property
     def pid(self) -> int | None:
+        if self.external:
+            return self.hb.pid if self.hb is not None and self.state in LIVE_STATES else None
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def view(self, now: float) -> dict:
@@ -75,13 +78,15 @@ class ActorProc:
 
 
 class Supervisor:
-    def __init__(self, config_path: str | Path, cfg: Config, run_dir: str | Path, duration: float | None = None) -> None:
+    def __init__(self, config_path: str | Path, cfg: Config, run_dir: str | Path, duration: float | None = None,
+                 external: bool = False) -> None:
         self.config_path = str(Path(config_path).resolve())
         self.cfg = cfg
         self.run_dir = Path(run_dir).resolve()
         self.duration = duration
         self.eps = Endpoints(cfg, self.run_dir)
-        self.actors = {n: ActorProc(n, a.kind) for n, a in cfg.actors.items() if a.enabled}
+        self.external = external
+        self.actors = {n: ActorProc(n, a.kind, external) for n, a in cfg.actors.items() if a.enabled}
         self.kill = KillSwitch(halted=False, reason="", ts_ns=time.monotonic_ns())
         self.decode_errors = 0
         self._stop = False
@@ -101,17 +106,20 @@ class Supervisor:
         self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.ctl_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.ctl_sock.setsockopt(zmq.LINGER, 0)
-        self.ctl_sock.bind(self.eps.supervisor_ctl())
+        self.ctl_sock.bind(self.eps.bindable(self.eps.supervisor_ctl()))
         self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch)
         self.cli_sock = self.ctx.socket(zmq.ROUTER)
         self.cli_sock.setsockopt(zmq.LINGER, 0)
-        self.cli_sock.bind(self.eps.supervisor_cli())
+        self.cli_sock.bind(self.eps.bindable(self.eps.supervisor_cli()))
         self.cli = CommandServer(self.cli_sock, "supervisor", self.epoch)
         info = {"pid": os.getpid(), "config": self.config_path, "cli": self.eps.supervisor_cli(), "started_unix": time.time()}
         (self.run_dir / "supervisor.json").write_text(json.dumps(info))
-        self.log.info("supervisor_started", config=self.config_path, actors=sorted(self.actors))
+        self.log.info("supervisor_started", config=self.config_path, actors=sorted(self.actors), external=self.external)
         for a in self.actors.values():
-            self._spawn(a)
+            if self.external:
+                a.state, a.started = "starting", time.monotonic()
+            else:
+                self._spawn(a)
 
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)
@@ -186,12 +194,17 @@ class Supervisor:
             if a is None or not isinstance(body, Heartbeat):
                 self._bad("supervisor.ctl", f"unexpected {type(body).__name__} from {peer!r}")
                 continue
-            if a.proc is None or body.pid != a.proc.pid:
+            if a.external:
+                if a.hb is not None and body.pid != a.hb.pid:
+                    a.restarts += 1
+                    a.state = "starting"
+                    self.log.warning("actor_restarted_externally", target=a.name, child_pid=body.pid)
+            elif a.proc is None or body.pid != a.proc.pid:
                 continue  # a late heartbeat of a process already replaced
-            first_ready = a.state == "starting" and body.state in LIVE_STATES
+            first_ready = a.state in ("starting", "stopped") and body.state in LIVE_STATES
             a.hb = body
             a.last_hb = time.monotonic()
-            if a.state != "faulted":
+            if a.state != "faulted" or a.external:
                 a.state = body.state
             if first_ready:
                 a.consecutive = 0
@@ -206,6 +219,12 @@ class Supervisor:
     def _check_children(self, now: float) -> None:
         run = self.cfg.run
         for a in self.actors.values():
+            if a.external:
+                if a.state in LIVE_STATES and now - a.last_hb > run.heartbeat_timeout_s:
+                    a.state = "stopped"
+                    self.log.error("actor_silent", target=a.name, heartbeat_age_s=round(now - a.last_hb, 3),
+                                   note="external actor: its restart is up to the container runtime")
+                continue
             if a.proc is None:
                 if a.restart_due is not None and now >= a.restart_due:
                     a.restarts += 1
@@ -278,6 +297,8 @@ class Supervisor:
             a = self.actors.get(ctl.args.get("actor", ""))
             if a is None:
                 return CmdAck(ok=False, reason=f"ACTOR_UNKNOWN: actor={ctl.args.get('actor', '')}")
+            if a.external:
+                return CmdAck(ok=False, reason=f"SUPERVISOR_EXTERNAL: actor={a.name} is restarted by its container runtime")
             self.log.info("actor_restart_requested", target=a.name)
             a.crashes.clear()
             a.consecutive = 0
@@ -352,17 +373,18 @@ def read_status_file(run_dir: str | Path) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m actors.supervisor CONFIG RUN_DIR [DURATION]`: the detached supervisor."""
+    """`python -m actors.supervisor CONFIG RUN_DIR [DURATION] [external]`: the detached supervisor."""
     from configs.load import ConfigInvalid, load_config
 
     config, run_dir = argv[0], argv[1]
     duration = float(argv[2]) if len(argv) > 2 and argv[2] else None
+    external = len(argv) > 3 and argv[3] == "external"
     try:
         cfg = load_config(config)
     except ConfigInvalid as exc:
         print(exc, file=sys.stderr)
         return 2
-    sup = Supervisor(config, cfg, run_dir, duration)
+    sup = Supervisor(config, cfg, run_dir, duration, external)
     sup.start()
     return sup.run()
 

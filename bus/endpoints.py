@@ -33,12 +33,19 @@ class Endpoints:
         if self.transport == "tcp":
             if actor not in self._index:
                 raise EndpointError(f"unknown actor {actor!r}")
-            return f"tcp://{self.host}:{self.base_port + 4 * self._index[actor] + slot}"
+            host = self.host.replace("{actor}", actor)  # one host per actor, e.g. docker-compose services
+            return f"tcp://{host}:{self.base_port + 4 * self._index[actor] + slot}"
         path = self.sock_dir / f"{actor}.{role}"
         ep = f"ipc://{path}"
         if len(str(path)) > IPC_PATH_MAX:
             raise EndpointError(f"ipc path too long ({len(str(path))} > {IPC_PATH_MAX}): {path}; use a shorter --run-dir")
         return ep
+
+    def bindable(self, endpoint: str) -> str:
+        """The form to bind: with per-actor hosts, listen on every interface of this host."""
+        if self.transport == "tcp" and "{actor}" in self.host:
+            return "tcp://*:" + endpoint.rsplit(":", 1)[1]
+        return endpoint
 
     def pub(self, actor: str) -> str:
         """The actor's PUB socket (market data, events, heartbeats)."""

@@ -41,7 +41,9 @@ class RunCfg(_Cfg):
 
 class EndpointsCfg(_Cfg):
     transport: Literal["ipc", "tcp"] = "ipc"
-    host: str = "127.0.0.1"  # tcp: the host actors bind and connect on
+    # tcp: the host actors bind and connect on; "{actor}" gives each actor its own host
+    # (its docker-compose service name) and makes actors bind on every interface
+    host: str = "127.0.0.1"
     base_port: Annotated[int, Meta(ge=1024, le=65000)] = 17100
     hwm: PosInt = 100_000  # send/receive high-water mark for events
 
