@@ -17,8 +17,11 @@ def build_report(reader: AuditReader, cfg: Config | None) -> dict:
     for r in reader.rows("kind = 'OrderRequest'"):
         orders[r["body"]["purpose"]] += 1
     reports = Counter()
-    for r in reader.rows("kind = 'OrderEvent' AND trade_id IS NOT NULL"):
+    filled: set[str] = set()
+    for r in reader.rows("kind = 'OrderEvent' AND trade_id IS NOT NULL AND src != 'simex'"):
         reports[r["body"]["exec_type"]] += 1
+        if r["body"]["cum_qty"] > 0:
+            filled.add(r["body"]["cl_ord_id"])
     n_orders = sum(orders.values())
     lat = tradebook.tick_to_trade_us(reader)
     util = [r["body"]["total"]["utilisation"] for r in reader.rows("kind = 'MarginSnapshot'")]
@@ -32,7 +35,7 @@ def build_report(reader: AuditReader, cfg: Config | None) -> dict:
         "base_currency": cfg.run.base_currency if cfg else "",
         "orders": n_orders,
         "orders_by_purpose": dict(orders),
-        "fill_rate": round(reports["FILL"] / n_orders, 4) if n_orders else 0.0,
+        "fill_rate": round(len(filled) / n_orders, 4) if n_orders else 0.0,  # orders with any fill
         "reject_rate": round(reports["REJECT"] / n_orders, 4) if n_orders else 0.0,
         "resubmit_rate": round(orders["RESUBMIT"] / n_orders, 4) if n_orders else 0.0,
         "rollback_rate": round(sum(1 for t in rows if t["rollbacks"]) / len(rows), 4) if rows else 0.0,
