@@ -3,7 +3,8 @@
 1. A falling market: the trigger sells the HSI/MHI spread once (short 1 HSI, long
    5 MHI), then the simex `drift` drill walks MHI down; the loss raises margin
    utilisation through WARN, REDUCE_ONLY and HALTED, each published on
-   `risk.state`, and the trigger and the executor apply each level as it comes.
+   `risk.state`; the trigger and the executor apply each level as it comes, and a
+   closing trade opened under WARN and still working at REDUCE_ONLY is cancelled flat.
 2. The operator's kill switch (`xmc halt`) with a pair trade in flight: the
    trade finishes its rollback (never BROKEN), and no new pair trade opens
    while the signals that keep coming are refused with RISK_STATE.
@@ -13,11 +14,11 @@ Signals other than the trigger's come from the test, standing in for a second
 
 Sizing of the falling market (HKD base, one HKD account, margin 2 % of notional):
 one spread unit is 1 HSI + 5 MHI, HKD 1.25M notional per leg, IM 25k + 25k.
-With a balance of 100k, utilisation starts near 0.5 (the forced basis reverts in
-the position's favour by ~5k); each 1 % MHI falls costs 12.5k, so WARN (0.6)
-comes after a fall of ~1.8 %, REDUCE_ONLY (0.75) ~3.2 %, HALTED (1.0) ~4.5 %.
-At -2 bp per MHI quote (40 quotes/s) the levels are ~1.7 s apart: far more than
-one marginwatch snapshot (50 ms), so no level is skipped even on a busy host.
+With a balance of 100k, utilisation starts near 0.48 (putting the forced basis back
+gains the position ~5k); each 1 % MHI falls costs 12.5k, so WARN (0.6) comes after a
+fall of ~1.8 %, REDUCE_ONLY (0.75) ~3.2 %, HALTED (1.0) ~4.5 %. At -1.5 bp per MHI
+quote (40 quotes/s) the levels are ~2.3 s apart: far more than one marginwatch
+snapshot (50 ms), so no level is skipped even on a busy host.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import zmq
@@ -46,7 +47,7 @@ TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
 LEVELS = [RiskLevel.NORMAL, RiskLevel.WARN, RiskLevel.REDUCE_ONLY, RiskLevel.HALTED]
 
 
-def _config(*, venue_sim: str, hsi_vol_bp: float, pair_extra: str, balance: float, risk: str) -> str:
+def _config(*, venue_sim: str, hsi_vol_bp: float, reversion: float, pair_extra: str, balance: float, risk: str) -> str:
     return f"""
 [run]
 seed = 5
@@ -84,7 +85,7 @@ max_quote_age_ms = 5000
 expiry_ms = 5000
 sim_basis_bp = 0.0
 sim_basis_vol_bp = 0.0
-sim_basis_reversion = 0.05
+sim_basis_reversion = {reversion}
 {pair_extra}
 
 [accounts.hk]
@@ -117,10 +118,21 @@ enabled = false
 """
 
 
+# Fills 200 ms of venue time after an order arrives keep a pair trade whose leg rests off
+# the touch in flight for seconds (30 resubmits); a calm HSI (0.2 bp a quote) lets the
+# trigger's own orders at the touch fill within a few resubmits.
+SLOW_PAIR = """order_timeout_ms = 3000
+deadline_ms = 30000
+max_resubmits = 30
+slippage_budget_ticks = 40"""
+
 FALLING = _config(
-    venue_sim="{ ack_latency_ms = 0.5, fill_latency_ms = 1.0 }",
-    hsi_vol_bp=1.0,
-    pair_extra="",
+    venue_sim="{ ack_latency_ms = 1.0, fill_latency_ms = 200.0 }",
+    hsi_vol_bp=0.2,
+    reversion=0.0,  # a forced basis stays until the test puts it back
+    # lead leg first: MHI falls ~150 points a second, far out of any resting order's band,
+    # so the closing trade below works its HSI leg only
+    pair_extra=SLOW_PAIR + '\nsend_mode = "lead"\nlead_leg = "a"',
     balance=100_000.0,
     risk="""warn_utilisation = 0.6
 reduce_utilisation = 0.75
@@ -130,15 +142,12 @@ margin_call_buffer = 1.0
 snapshot_interval_ms = 50""",
 )
 
-# Slow fills (1 s of venue time per match) keep a pair trade in flight for seconds;
-# a calm HSI keeps an order 40 ticks off the touch from ever filling.
+# Slower fills still (1 s) for the kill switch: its trade is caught with one leg filled.
 KILL = _config(
     venue_sim="{ ack_latency_ms = 1.0, fill_latency_ms = 1000.0 }",
     hsi_vol_bp=0.2,
-    pair_extra="""order_timeout_ms = 3000
-deadline_ms = 30000
-max_resubmits = 6
-slippage_budget_ticks = 10""",
+    reversion=0.05,
+    pair_extra=SLOW_PAIR,
     balance=1e9,
     risk="snapshot_interval_ms = 100",
 )
@@ -162,7 +171,6 @@ class Bus:
         self.seen: list[Envelope] = []
         self.quotes: dict[str, Quote] = {}  # by instrument key (a Quote names the venue symbol)
         self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
-        self.desk_sock: zmq.Socket | None = None
         self.desk: Publisher | None = None
         self.desk_n = 0
 
@@ -205,22 +213,27 @@ class Bus:
             assert left > 0 and sock.poll(int(left * 1000)), "the executor never subscribed to desk signals"
             if sock.recv() == b"\x01sig.":
                 break
-        self.desk_sock = sock
         self.desk = Publisher(sock, "desk", time.time_ns())
 
-    def send_signal(self, direction: Side, closing: bool, *, offset_b_ticks: float = 0.0,
-                    through_ticks: float = 20.0) -> str:
-        """Publish one desk Signal at the latest quotes: leg A `through_ticks` marketable, leg B
-        as marketable unless `offset_b_ticks` puts it that many ticks on the passive side."""
-        wait_for(lambda: (self.pump(), {"HSI", "MHI"} <= set(self.quotes))[1], 15, "HSI and MHI quotes")
+    def send_signal(self, direction: Side, closing: bool, *, passive_a: float = 0.0, passive_b: float = 0.0,
+                    through: float = 20.0) -> str:
+        """Publish one desk Signal priced off the latest quotes. Each leg is `through` ticks
+        marketable, or, with a `passive_*` offset, that many ticks away on its passive side."""
+        def have_quotes() -> bool:
+            self.pump()
+            return {"HSI", "MHI"} <= set(self.quotes)
+
+        wait_for(have_quotes, 15, "HSI and MHI quotes")
         assert self.desk is not None
+
+        def price(q: Quote, side: Side, passive: float) -> float:  # tick = 1 point for both legs
+            if passive > 0:  # a buy under the bid, a sell over the ask
+                return (q.bid if side is Side.BUY else q.ask) - side.sign * passive
+            return (q.ask if side is Side.BUY else q.bid) + side.sign * through
+
+        px_a = price(self.quotes["HSI"], direction, passive_a)
+        px_b = price(self.quotes["MHI"], direction.opposite, passive_b)
         qa, qb = self.quotes["HSI"], self.quotes["MHI"]
-        sa, sb = direction.sign, direction.opposite.sign  # tick = 1 point for both
-        px_a = (qa.ask if sa > 0 else qa.bid) + sa * through_ticks
-        if offset_b_ticks > 0:  # passive: a buy under the bid, a sell over the ask
-            px_b = (qb.bid if sb > 0 else qb.ask) - sb * offset_b_ticks
-        else:
-            px_b = (qb.ask if sb > 0 else qb.bid) + sb * through_ticks
         self.desk_n += 1
         sig_id = f"desk-{self.desk_n}"
         now = time.monotonic_ns()
@@ -268,7 +281,8 @@ def assert_settled_never_broken(bus: Bus, run_dir: Path) -> dict[str, PairTradeE
         ev = last[t]
         a, b = ev.legs
         if ev.state == "COMPLETED":
-            assert (abs(a.net_qty), abs(b.net_qty)) == (a.target_qty, b.target_qty) and a.target_qty * 5 == b.target_qty, ev
+            assert (abs(a.net_qty), abs(b.net_qty)) == (a.target_qty, b.target_qty), ev
+            assert a.target_qty * 5 == b.target_qty, ev
         else:
             assert (a.net_qty, b.net_qty) == (0, 0), ev
     return last
@@ -319,27 +333,32 @@ def test_falling_market_escalates_warn_reduce_only_halted_and_trigger_and_execut
     def completed() -> PairTradeEvent | None:
         return next((e for e in bus.trade_events() if e.state == "COMPLETED"), None)
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 40
     while (trade := completed()) is None:
         assert time.monotonic() < deadline, f"no trade COMPLETED; events: {bus.trade_events()}"
-        drill(cfg, run_dir, "basis", pair=PAIR, bp=-40)
+        drill(cfg, run_dir, "basis", pair=PAIR, bp=-40)  # again if a simulated jump reset it
         try:
-            trade = wait_for(completed, 3, "the trigger's pair trade COMPLETED")
+            trade = wait_for(completed, 5, "the trigger's pair trade COMPLETED")
         except AssertionError:
             continue
     assert trade.direction is Side.SELL
     assert [(l.instrument, l.net_qty) for l in trade.legs] == [("HSI", -1), ("MHI", 5)]
-    wait_for(lambda: bus.states()[-1].utilisation > 0.3, 10, "margin of the position in the utilisation")
+    drill(cfg, run_dir, "basis", pair=PAIR, bp=0)  # MHI back to par: the position gains ~5k
+    wait_for(lambda: 0.3 < bus.states()[-1].utilisation < 0.49, 10, "utilisation settled with the position")
     assert bus.states()[-1].state is RiskLevel.NORMAL, bus.states()[-1]
 
-    # MHI falls 2 bp per quote; at each level seen, a desk signal must be refused by that level
-    drill(cfg, run_dir, "drift", instrument="MHI", bp=-2)
+    # MHI falls 1.5 bp a quote. At each level, a desk signal the level forbids is sent; at WARN
+    # also a closing one (allowed) whose lead leg rests far off the touch, in flight at the next switch
+    drill(cfg, run_dir, "drift", instrument="MHI", bp=-1.5)
     probes: dict[RiskLevel, str] = {}
+    inflight: list[str] = []
 
     def escalate() -> bool:
         cur = bus.states()[-1].state
         if cur is not RiskLevel.NORMAL and cur not in probes and bus.level("executor") >= cur.rank:
             probes[cur] = bus.send_signal(Side.SELL, closing=cur is RiskLevel.HALTED)
+            if cur is RiskLevel.WARN:
+                inflight.append(bus.send_signal(Side.BUY, closing=True, passive_a=60, passive_b=60))
         return cur is RiskLevel.HALTED and RiskLevel.HALTED in probes
 
     wait_for(escalate, 60, "risk.state escalating to HALTED")
@@ -356,20 +375,26 @@ def test_falling_market_escalates_warn_reduce_only_halted_and_trigger_and_execut
     assert first[RiskLevel.REDUCE_ONLY].utilisation >= 0.75
     assert first[RiskLevel.HALTED].utilisation >= 1.0
 
-    # each desk probe was refused for the risk state, by the level it was sent in (or a stricter one)
+    # each probe was refused for the risk state, by the level it was sent in (or a stricter one)
     def refusals() -> dict[str, PairTradeEvent] | None:
         rej = {e.signal_id: e for e in bus.trade_events() if e.state == "REJECTED"}
         return rej if all(sid in rej for sid in probes.values()) else None
 
     rej = wait_for(refusals, 15, "desk signals refused")
-    print("STATES", [(s.state.value, round(s.utilisation, 3)) for s in states][:3], _distinct([(s.state.value) for s in states]))
-    print("FIRST", {k.value: round(v.utilisation,3) for k, v in first.items()})
-    print("PROBES", {k.value: rej[v].reason for k, v in probes.items()})
-    print("EXEC", log_events(run_dir, "executor", "risk_level", "trade_opened", "signal_rejected"))
     for lv, sid in probes.items():
         assert rej[sid].reason.startswith("RISK_STATE: "), rej[sid].reason
         assert _rank_in(rej[sid].reason) >= lv.rank, (lv, rej[sid].reason)
     assert rej[probes[RiskLevel.HALTED]].reason == "RISK_STATE: state=HALTED closing=True"
+
+    # the closing trade opened under WARN was still working at REDUCE_ONLY: cancelled, flat
+    assert inflight, "the state skipped WARN before the executor reported it"
+    closing = [e for e in bus.trade_events() if e.signal_id == inflight[0]]
+    assert closing and closing[0].trade_id, closing
+    closing_id = closing[0].trade_id
+    last = wait_for(lambda: (t := final_trades(bus).get(closing_id)) and t.state in TERMINAL and t, 30,
+                    "the closing trade terminal")
+    assert last.state == "CANCELLED" and [l.net_qty for l in last.legs] == [0, 0], last
+    assert any(e.reason.startswith("RISK_REDUCE_ONLY: ") for e in closing), [(e.transition, e.reason) for e in closing]
 
     # both actors applied every level, in order, each once
     wait_for(lambda: bus.level("trigger") == RiskLevel.HALTED.rank, 10, "trigger heartbeat at HALTED")
@@ -384,10 +409,13 @@ def test_falling_market_escalates_warn_reduce_only_halted_and_trigger_and_execut
     first_change = next(i for i, e in enumerate(tr) if e["event"] == "risk_level")
     assert [e for e in tr[first_change:] if e["event"] == "signal"] == []
 
-    # no pair trade opened once the state left NORMAL
+    # once the state left NORMAL the executor opened the closing trade only, and nothing after HALTED
     ex = log_events(run_dir, "executor", "risk_level", "trade_opened")
     first_change = next(i for i, e in enumerate(ex) if e["event"] == "risk_level")
-    assert [e for e in ex[first_change:] if e["event"] == "trade_opened"] == []
+    later = [e for e in ex[first_change:] if e["event"] == "trade_opened"]
+    assert [(e["trade_id"], e["closing"]) for e in later] == [(closing_id, True)], later
+    halted_at = next(i for i, e in enumerate(ex) if e["event"] == "risk_level" and e["state"] == "HALTED")
+    assert [e for e in ex[halted_at:] if e["event"] == "trade_opened"] == []
     assert_settled_never_broken(bus, run_dir)
 
 
@@ -398,7 +426,7 @@ def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
 
     # leg A (HSI) fills after 1 s; leg B (MHI) rests 40 ticks off the touch and keeps
     # expiring and being resubmitted: the trade stays in flight with a filled leg
-    sid = bus.send_signal(Side.SELL, closing=False, offset_b_ticks=40)
+    sid = bus.send_signal(Side.SELL, closing=False, passive_b=40)
 
     def leg_a_filled() -> PairTradeEvent | None:
         return next((e for e in bus.trade_events() if e.signal_id == sid and e.legs and e.legs[0].filled_qty == 1), None)
@@ -423,10 +451,9 @@ def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
     last = wait_for(lambda: (t := final_trades(bus).get(trade_id)) and t.state in TERMINAL and t, 30,
                     "the trade in flight terminal")
     assert last.state == "ROLLED_BACK", last
-    print("KILLTRADE", [(e.transition, e.reason) for e in bus.trade_events() if e.trade_id == trade_id])
     transitions = [e.transition for e in bus.trade_events() if e.trade_id == trade_id]
     assert "halt_rollback_started" in transitions, transitions
-    assert states_seen(bus)[-1] is RiskLevel.HALTED and bus.states()[-1].kill
+    assert bus.states()[-1].state is RiskLevel.HALTED and bus.states()[-1].kill
 
     # nothing opened after the kill switch reached the executor
     ex = log_events(run_dir, "executor", "kill_switch", "trade_opened")
@@ -442,7 +469,3 @@ def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
     opened = wait_for(lambda: next((e for e in bus.trade_events() if e.signal_id == again and e.trade_id), None), 15,
                       "a pair trade opened after resume")
     assert opened.state != "REJECTED"
-
-
-def states_seen(bus: Bus) -> list[RiskLevel]:
-    return _distinct([s.state for s in bus.states()])

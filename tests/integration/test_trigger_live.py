@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 import zmq
@@ -26,6 +26,7 @@ from configs.load import load_config
 from configs.schema import Config
 from helpers import actor, wait_for, write_config, xmc
 
+T = TypeVar("T")
 PAIR = "hsi_mhi"
 ENTRY_PTS = 40.0  # spread mode: HSI - MHI in index points
 FORCED_BP = 60.0  # MHI 60 bp off HSI: ~150 points, far past the entry
@@ -147,7 +148,7 @@ def force_basis(cfg: Config, run_dir: Path, bp: float) -> None:
     assert isinstance(reply, CmdAck) and reply.ok, reply
 
 
-def force_until(cfg: Config, run_dir: Path, bp: float, cond: Callable[[], object], timeout: float, what: str) -> object:
+def force_until(cfg: Config, run_dir: Path, bp: float, cond: Callable[[], T], timeout: float, what: str) -> T:
     """Force the basis, then wait for `cond`; force it again every 2 s (a simulated basis
     jump may reset it to its mean at any step) until `timeout`."""
     deadline = time.monotonic() + timeout
@@ -180,7 +181,10 @@ def _check_leg_shape(sig: Signal, direction: Side) -> None:
     assert 0 < sig.tick_recv_ns <= sig.signal_ns < sig.expiry_ns
 
 
-def test_quiet_market_gives_no_signal_and_forced_basis_gives_signals_that_trade_it_back(trigger_run) -> None:
+Run = tuple[Config, Path, Tap]
+
+
+def test_quiet_market_gives_no_signal_and_forced_basis_gives_signals_that_trade_it_back(trigger_run: Run) -> None:
     cfg, run_dir, tap = trigger_run
     # the trigger prices the pair many times with the spread shut: nothing fires
     base = wait_for(lambda: (d := detail(tap)).get("evaluations", 0) >= 50 and d, 30, "trigger evaluating quotes")
@@ -207,10 +211,10 @@ def test_quiet_market_gives_no_signal_and_forced_basis_gives_signals_that_trade_
     assert sig.spread >= ENTRY_PTS
     ids = [s.signal_id for s in tap.signals()]
     assert len(ids) == len(set(ids)), "signal ids repeat"
-    assert actor(run_dir, "trigger")["detail"]["signals"] >= len(ids)
+    wait_for(lambda: actor(run_dir, "trigger")["detail"]["signals"] >= len(ids), 10, "`xmc status` counting the signals")
 
 
-def test_kill_switch_suppresses_signals_with_risk_state_until_resume(trigger_run) -> None:
+def test_kill_switch_suppresses_signals_with_risk_state_until_resume(trigger_run: Run) -> None:
     cfg, run_dir, tap = trigger_run
     wait_for(lambda: detail(tap).get("evaluations", 0) >= 20, 30, "trigger evaluating quotes")
     xmc("halt", "--reason", "drill", run_dir=run_dir, check=True)
