@@ -58,13 +58,21 @@ def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = N
     for row in reader.rows("kind = 'OrderRequest'"):
         b = row["body"]
         accounts[(row["trade_id"], b["instrument"])].add(b["account"])
-    cash: dict[tuple[str, str], float] = defaultdict(float)
+    # per order, the report with the highest cumulative quantity: a fill whose own report was lost
+    # still shows in a later STATUS or cancel answer, with the average price
+    best: dict[str, dict] = {}
     fills: dict[str, int] = defaultdict(int)
     for row in reader.rows("kind = 'OrderEvent' AND src IN (SELECT DISTINCT src FROM events WHERE kind = 'PairTradeEvent')"):
         b = row["body"]
-        if b["exec_type"] == "FILL" and b["last_qty"] > 0 and row["trade_id"]:
-            cash[(row["trade_id"], b["instrument"])] -= _SIGN[b["side"]] * b["last_qty"] * b["last_px"]
+        if not row["trade_id"]:
+            continue
+        if b["exec_type"] == "FILL" and b["last_qty"] > 0:
             fills[row["trade_id"]] += 1
+        if b["cum_qty"] > 0 and b["avg_px"] > 0 and b["cum_qty"] >= best.get(b["cl_ord_id"], {}).get("cum_qty", 0):
+            best[b["cl_ord_id"]] = dict(b, trade_id=row["trade_id"])
+    cash: dict[tuple[str, str], float] = defaultdict(float)
+    for b in best.values():
+        cash[(b["trade_id"], b["instrument"])] -= _SIGN[b["side"]] * b["cum_qty"] * b["avg_px"]
     fx = _fx_to_base(reader, cfg.run.base_currency) if cfg is not None else {}
     out = []
     for tid, ev in sorted(last.items()):

@@ -184,6 +184,7 @@ class RiskCfg(_Cfg):
     halt_utilisation: Annotated[float, Meta(ge=0.0, le=10.0)] = 1.0
     hysteresis: Rate = 0.05
     margin_call_buffer: Annotated[float, Meta(ge=1.0)] = 1.2
+    margin_call_grace_ms: NonNegFloat = 750.0  # a breach must last this long to be a margin call
     maintenance_ratio: Rate = 0.8  # maintenance = initial x this
     broker_addon: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.0
     fx_stale_ms: PosFloat = 5000.0

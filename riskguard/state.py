@@ -62,27 +62,36 @@ def utilisation(initial: float, equity: float) -> float:
 class MarginCallLatch:
     """Margin call per scope (an account or "total"), with hysteresis on the way out.
 
-    A call starts when equity < maintenance x buffer and ends once equity >=
+    A call starts when equity < maintenance x buffer has held for `grace_ns`
+    (a pair trade legging in is briefly margined unhedged; that alone must not
+    force REDUCE_ONLY and unwind the very trade) and ends once equity >=
     maintenance x buffer x (1 + hysteresis).
     """
 
-    def __init__(self, buffer: float, hysteresis: float) -> None:
+    def __init__(self, buffer: float, hysteresis: float, grace_ns: int = 0) -> None:
         self.buffer = buffer
         self.hysteresis = hysteresis
+        self.grace_ns = grace_ns
         self._on: set[str] = set()
+        self._since: dict[str, int] = {}
 
     @classmethod
     def from_cfg(cls, cfg: RiskCfg) -> "MarginCallLatch":
-        return cls(cfg.margin_call_buffer, cfg.hysteresis)
+        return cls(cfg.margin_call_buffer, cfg.hysteresis, int(cfg.margin_call_grace_ms * 1_000_000))
 
-    def update(self, scope: str, equity: float, maintenance: float) -> bool:
-        """Whether `scope` is in a margin call after this observation."""
+    def update(self, scope: str, equity: float, maintenance: float, now_ns: int = 0) -> bool:
+        """Whether `scope` is in a margin call after this observation at `now_ns`."""
         line = maintenance * self.buffer
         if scope in self._on:
             if equity >= line * (1.0 + self.hysteresis) and equity >= 0.0:
                 self._on.discard(scope)
         elif equity < line or equity < 0.0:
-            self._on.add(scope)
+            since = self._since.setdefault(scope, now_ns)
+            if now_ns - since >= self.grace_ns:
+                self._on.add(scope)
+                self._since.pop(scope, None)
+        else:
+            self._since.pop(scope, None)
         return scope in self._on
 
     def active(self) -> list[str]:

@@ -163,10 +163,10 @@ class MarginWatch:
             eq_base += conv(equity, ccy, base)
             im_base += req.initial
             mm_base += req.maintenance
-            if self.latch.update(name, equity, mm):
+            if self.latch.update(name, equity, mm, now_ns):
                 calls.append((name, margin_call_reason(name, equity, mm, risk.margin_call_buffer, ccy)))
         total = account_margin("total", base, eq_base, im_base, mm_base)
-        if self.latch.update("total", eq_base, mm_base):
+        if self.latch.update("total", eq_base, mm_base, now_ns):
             calls.append(("total", margin_call_reason("total", eq_base, mm_base, risk.margin_call_buffer, base)))
 
         stale_pairs = fx.stale(now_ns, int(risk.fx_stale_ms * 1e6))

@@ -148,3 +148,14 @@ def test_margin_call_latch_negative_equity_is_a_call():
 def test_account_margin_builder_computes_utilisation_and_headroom():
     am = account_margin("cn", "CNY", 1000.0, 250.0, 200.0)
     assert (am.utilisation, am.headroom) == (0.25, 750.0)
+
+
+def test_margin_call_latch_with_grace_ignores_a_brief_breach_and_latches_a_lasting_one() -> None:
+    from riskguard.state import MarginCallLatch
+
+    latch = MarginCallLatch(buffer=1.2, hysteresis=0.05, grace_ns=500)
+    assert latch.update("cn", equity=100.0, maintenance=100.0, now_ns=1_000) is False  # breach starts
+    assert latch.update("cn", equity=200.0, maintenance=100.0, now_ns=1_200) is False  # hedge filled: gone
+    assert latch.update("cn", equity=100.0, maintenance=100.0, now_ns=2_000) is False  # a new breach
+    assert latch.update("cn", equity=100.0, maintenance=100.0, now_ns=2_499) is False
+    assert latch.update("cn", equity=100.0, maintenance=100.0, now_ns=2_500) is True
