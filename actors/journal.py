@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bus import topics
 from bus.auditstore import AuditWriter, row_of
 from bus.codec import Codec, FrameError
 from bus.command import CommandClient
@@ -17,6 +18,9 @@ from bus.pubsub import Inbound
 from actors.runtime import Actor
 
 FLUSH_S = 0.1
+PULL_S = 0.1
+# everything but market data (topics.BULK) is taken as it is published
+EVENT_PREFIXES = (topics.SIG, topics.EXEC, topics.RISK, topics.HB, topics.CTL, topics.ALERT, "venue.")
 FLUSH_ROWS = 2000
 
 
@@ -34,9 +38,12 @@ class JournalActor(Actor):
         self.codec = Codec()
         # disabled actors too: something else may stand in for them on their endpoint
         publishers = [n for n in self.cfg.actors if n != self.name]
-        self.inbound: Inbound = self.subscribe(publishers, [""], self._on_frame, name="all")
+        # events as they happen; market data pulled in batches, so the journal never wakes per tick
+        self.inbound: Inbound = self.subscribe(publishers, list(EVENT_PREFIXES), self._on_frame, name="events")
+        bulk = [self.pull(publishers, prefix, PULL_S, self._on_frame, name=f"pull{prefix}") for prefix in topics.BULK]
         for key, last in self.store.last_seqs().items():
-            self.inbound.seq._last[key] = last
+            for inbound in (self.inbound, *bulk):
+                inbound.seq._last[key] = last
         self._replay_clients: dict[str, CommandClient] = {}
         self._pending_replays: dict[tuple[str, int], int] = {}  # (publisher, req id) -> incident id
         self.gap_incidents = 0
@@ -64,6 +71,8 @@ class JournalActor(Actor):
 
     def _on_replay(self, src: str, env: Envelope) -> None:
         body = env.body
+        if (src, env.seq) not in self._pending_replays:
+            return  # an answer to a pull on the same channel
         if isinstance(body, Replayed):
             try:
                 topic, inner = self.codec.decode_frame(body.frame)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import time
 
-from actors.runtime import Actor
+from actors.runtime import Actor, _Timer
 from bus import topics
 from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState
 from riskguard.watch import MarginWatch
+
+
+FILL_COALESCE_S = 0.02
+MD_PULL_S = 0.1
 
 
 class MarginWatchActor(Actor):
@@ -24,12 +28,14 @@ class MarginWatchActor(Actor):
                                  cross_account_credits=self.cfg.risk.cross_account_credits)
         ingest = [n for n, a in self.cfg.actors.items() if a.kind == "ingest"]
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
-        self.subscribe(ingest, [topics.MD], self._on_md, name="md")
+        # marks and FX are needed per evaluation, not per tick: pull them in batches
+        self.pull(ingest, topics.MD, MD_PULL_S, self._on_md, name="md")
         self.subscribe(executors, ["exec.report."], self._on_report, name="exec")
         self.fills = 0
         self.last_state: RiskState | None = None
         self.util = 0.0
         self._dirty = False
+        self._pending: _Timer | None = None
         self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
 
     def warm(self) -> None:
@@ -50,6 +56,12 @@ class MarginWatchActor(Actor):
             self._dirty = True
 
     def after_drain(self) -> None:
+        # a pair trade's fills come in a burst: one evaluation shortly after its first fill
+        if self._dirty and self._pending is None:
+            self._pending = self.after(FILL_COALESCE_S, self._on_fills)
+
+    def _on_fills(self) -> None:
+        self._pending = None
         if self._dirty:
             self._dirty = False
             self._evaluate(periodic=False)

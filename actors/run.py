@@ -22,6 +22,9 @@ def main(argv: list[str]) -> int:
     if name not in cfg.actors:
         print(f"actor {name!r} is not in {config}", file=sys.stderr)
         return 2
+    nice = int(os.environ.get("XMC_NICE", "0") or 0)
+    if nice > 0:
+        os.nice(nice)
     cpus = os.environ.get("XMC_CPUS")
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})

@@ -24,7 +24,7 @@ from actors.logs import setup_logging
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, Replayed
+from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, ReplaySince, Replayed
 from bus.pubsub import Inbound, Publisher, SeqStatus
 from bus import topics
 from configs.schema import ActorCfg, Config
@@ -89,6 +89,7 @@ class Actor:
         self.cmd_decode_errors = 0
         self._ctl_dropped = 0
         self._cmd_bad: dict[str, int] = {}
+        self._cmd_channels: dict[str, tuple[CommandClient, list[Callable[[Envelope], None]]]] = {}
 
         hwm = cfg.endpoints.hwm
         # XPUB, so the actor sees who subscribes (a replay waits for its audience)
@@ -145,24 +146,77 @@ class Actor:
                 if decoded is None:
                     continue
                 topic, env = decoded
-                status, first_missing = inbound.seq.check(topic, env)
-                if status is SeqStatus.DUP:
-                    continue
-                if status is SeqStatus.FIRST and env.seq > 1 and self.complete_history:
-                    status, first_missing = SeqStatus.GAP, 1  # joined late: fetch what came before
-                if status is SeqStatus.GAP:
-                    self.log.warning("bus_gap", src=env.src, topic=topic, first_missing=first_missing, last_missing=env.seq - 1)
-                    self.on_gap(env.src, topic, first_missing, env.seq - 1)
-                elif status is SeqStatus.RESTART:
-                    self.log.info("publisher_restarted", src=env.src, topic=topic)
-                self.msgs_in += 1
-                self._guarded(handler, topic, env)
+                self._deliver(inbound, handler, topic, env)
 
         self._register(sock, drain)
         return inbound
 
+    def pull(self, publishers: list[str], prefix: str, interval_s: float, handler: SubHandler, name: str = "pull") -> Inbound:
+        """Take the publishers' frames under `prefix` in batches every `interval_s` (from their replay
+        buffers) instead of subscribing: this actor then does not wake on every tick. Frames go through
+        the same sequence checks as a subscription."""
+        inbound = Inbound(f"{self.name}.{name}", self._on_bad_frame)
+        self._inbounds.append(inbound)
+        held: dict[str, dict[str, int]] = {p: {} for p in publishers}  # publisher -> topic -> last seq
+        epochs: dict[str, int] = {p: 0 for p in publishers}
+        asked: dict[str, tuple[int, float]] = {}  # publisher -> (request id, when) of the request in flight
+
+        def on_answer(src: str, env: Envelope) -> None:
+            body = env.body
+            if src not in asked or asked[src][0] != env.seq:
+                return  # an answer to another request on this channel
+            if isinstance(body, CmdAck):
+                asked.pop(src, None)
+                return
+            if not isinstance(body, Replayed):
+                return
+            decoded = inbound.decode(body.frame)
+            if decoded is None:
+                return
+            topic, inner = decoded
+            if inner.epoch != epochs[src]:
+                epochs[src] = inner.epoch
+                held[src] = {}
+            held[src][topic] = inner.seq
+            self._deliver(inbound, handler, topic, inner)
+
+        clients = {p: self.connect_command(p, lambda env, p=p: on_answer(p, env)) for p in publishers}
+
+        def ask() -> None:
+            now = time.monotonic()
+            for p, client in clients.items():
+                if now - asked.get(p, (0, 0.0))[1] > max(2.0, 4 * interval_s):  # one request in flight
+                    req = client.send(ReplaySince(prefix=prefix, since=dict(held[p]), epoch=epochs[p]))
+                    asked[p] = (req, now)
+
+        self.every(interval_s, ask)
+        return inbound
+
+    def _deliver(self, inbound: Inbound, handler: SubHandler, topic: str, env: Envelope) -> None:
+        status, first_missing = inbound.seq.check(topic, env)
+        if status is SeqStatus.DUP:
+            return
+        if status is SeqStatus.FIRST and env.seq > 1 and self.complete_history:
+            status, first_missing = SeqStatus.GAP, 1  # joined late: fetch what came before
+        if status is SeqStatus.GAP:
+            self.log.warning("bus_gap", src=env.src, topic=topic, first_missing=first_missing, last_missing=env.seq - 1)
+            self.on_gap(env.src, topic, first_missing, env.seq - 1)
+        elif status is SeqStatus.RESTART:
+            self.log.info("publisher_restarted", src=env.src, topic=topic)
+        self.msgs_in += 1
+        self._guarded(handler, topic, env)
+
     def connect_command(self, actor: str, handler: Callable[[Envelope], None]) -> CommandClient:
-        """A DEALER to another actor's command ROUTER; answers go to `handler`."""
+        """A DEALER to another actor's command ROUTER; answers go to `handler`.
+
+        One channel per peer (the routing id is this actor's name): a second call
+        adds its handler to the same channel; handlers match answers by request id.
+        """
+        if actor in self._cmd_channels:
+            client, handlers = self._cmd_channels[actor]
+            handlers.append(handler)
+            return client
+        handlers = [handler]
         sock = self._socket(zmq.DEALER, self.cfg.endpoints.hwm)
         sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
         sock.connect(self.eps.cmd(actor))
@@ -179,9 +233,11 @@ class Actor:
                     self._bad_command(source, str(exc))
                     continue
                 self.msgs_in += 1
-                self._guarded(handler, env)
+                for h in handlers:
+                    self._guarded(h, env)
 
         self._register(sock, drain)
+        self._cmd_channels[actor] = (client, handlers)
         return client
 
     def every(self, interval_s: float, fn: Callable[[], None]) -> _Timer:
@@ -284,6 +340,11 @@ class Actor:
             body = env.body
             if isinstance(body, Control):
                 reply: Message | None = self.on_control(body)
+            elif isinstance(body, ReplaySince):
+                frames = self.pub.replay_since(body.prefix, body.since, body.epoch)
+                for frame in frames:
+                    self.cmd.send(peer, env.seq, Replayed(topic="", frame=frame))
+                reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
             elif isinstance(body, ReplayRequest):
                 frames = self.pub.replay(body.topic, body.first, body.last)
                 for frame in frames:

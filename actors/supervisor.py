@@ -125,6 +125,8 @@ class Supervisor:
         env = dict(os.environ)
         if self.cfg.run.cpu_profile == "latency" and (os.cpu_count() or 1) >= 2:
             env["XMC_CPUS"] = "0" if a.kind in HOT_KINDS else "1"
+        # the tick's path wins the CPU when a tick wakes everyone at once
+        env["XMC_NICE"] = "0" if a.kind in HOT_KINDS else str(self.cfg.run.background_nice)
         err = open(self.run_dir / "logs" / f"{a.name}.stderr", "ab")
         a.proc = subprocess.Popen(
             [sys.executable, "-m", "actors.run", a.name, self.config_path, str(self.run_dir)],

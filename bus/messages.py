@@ -300,6 +300,20 @@ class ReplayRequest(_Msg):
     last: int
 
 
+class ReplaySince(_Msg):
+    """Ask a publisher for every buffered frame of the topics under `prefix` newer than `since`.
+
+    `since` maps topic -> last seq the asker holds for the publisher's epoch
+    `epoch`; for another epoch (the publisher restarted) everything buffered
+    is sent. This is how observers off the tick's path (journal, margin watch)
+    take market data in batches instead of waking on every tick.
+    """
+
+    prefix: str
+    since: dict[str, int]
+    epoch: int = 0
+
+
 class Replayed(_Msg):
     """One frame resent from a publisher's replay buffer (answer to ReplayRequest)."""
 
@@ -328,6 +342,7 @@ Message = Union[
     Control,
     CmdAck,
     ReplayRequest,
+    ReplaySince,
     Replayed,
 ]
 

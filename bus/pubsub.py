@@ -49,6 +49,21 @@ class Publisher:
         """Frames of `topic` with first <= seq <= last still held in the replay buffer."""
         return [f for s, f in self._replay.get(topic, ()) if first <= s <= last]
 
+    def replay_since(self, prefix: str, since: dict[str, int], epoch: int) -> list[bytes]:
+        """Buffered frames of topics under `prefix` newer than `since` (all of them for another epoch)."""
+        out: list[bytes] = []
+        for topic, buf in self._replay.items():
+            if not topic.startswith(prefix):
+                continue
+            last = since.get(topic, 0) if epoch == self.epoch else 0
+            newer = []
+            for s, f in reversed(buf):  # only the new tail is walked
+                if s <= last:
+                    break
+                newer.append(f)
+            out.extend(reversed(newer))
+        return out
+
 
 class SeqStatus(enum.Enum):
     OK = "ok"

@@ -10,6 +10,9 @@ HB = "hb."  # hb.<actor>: Heartbeat
 CTL = "ctl."  # ctl.kill: KillSwitch from the supervisor
 ALERT = "alert."  # alert.<actor>: Alert
 
+RAW = "raw."  # raw.<venue>.<instrument>: a simulated venue's own feed
+BULK = (MD, RAW)  # market data: observers off the tick's path pull it in batches
+
 RISK_STATE = "risk.state"
 RISK_MARGIN = "risk.margin"
 RISK_ALERT = "risk.alert"

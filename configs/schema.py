@@ -37,6 +37,9 @@ class RunCfg(_Cfg):
     stop_timeout_s: PosFloat = 5.0
     # "latency": pin ingest/trigger/executor/simex to cpu 0 and the rest to cpu 1
     cpu_profile: Literal["none", "latency"] = "none"
+    # scheduling niceness of the actors off the tick's path (marginwatch, journal): a tick wakes
+    # many processes at once on 2 cores, and the ingest -> trigger -> executor path should win
+    background_nice: Annotated[int, Meta(ge=0, le=19)] = 10
 
 
 class EndpointsCfg(_Cfg):
