@@ -258,7 +258,8 @@ def resume(run_dir: Path) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-def check(config: str) -> None:
+@RUN_DIR_OPT
+def check(config: str, run_dir: Path) -> None:
     """Validate CONFIG: exit 0 if valid; 2 and every error (key path, value, why) on stderr."""
     cfg = _load(config)
     click.echo(
@@ -274,8 +275,10 @@ def check(config: str) -> None:
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), help="Minimum level.")
 @click.option("--trade", "trade_id", help="Only lines about this trade (trade_id, or its orders' cl_ord_id).")
 @click.option("--grep", "greps", multiple=True, metavar="KEY=VALUE", help="Only lines whose KEY equals VALUE (repeatable).")
-def logs(actor: str | None, run_dir: Path, follow: bool, level: str | None, trade_id: str | None, greps: tuple[str, ...]) -> None:
-    """Tail and filter the JSON logs of one or all actors."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the matching records (not with -f).")
+def logs(actor: str | None, run_dir: Path, follow: bool, level: str | None, trade_id: str | None, greps: tuple[str, ...],
+         as_json: bool) -> None:
+    """Tail and filter the JSON logs of one or all actors (JSON lines, merged by time)."""
     from actors.logview import LogFilter, follow_logs, read_logs
 
     try:
@@ -288,6 +291,11 @@ def logs(actor: str | None, run_dir: Path, follow: bool, level: str | None, trad
     if actor is not None and not (log_dir / f"{actor}.jsonl").exists():
         known = sorted(p.stem for p in log_dir.glob("*.jsonl"))
         raise CliFailure(f"no log for actor {actor!r} (have: {', '.join(known)})")
+    if as_json:
+        if follow:
+            raise click.UsageError("--json prints one document; it does not go with -f")
+        click.echo("[" + ",".join(read_logs(log_dir, actor, flt)) + "]")
+        return
     for line in read_logs(log_dir, actor, flt):
         click.echo(line)
     if follow:
