@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 import zmq
 
-from actors.supervisor import LIVE_STATES, Supervisor, read_status_file
+from actors.supervisor import LIVE_STATES, Supervisor, read_status_file, run_dir_processes
 from bus.command import CommandTimeout, call
 from bus.messages import CmdAck, Control
 from configs.load import ConfigInvalid, load_config
@@ -92,6 +92,16 @@ def control(run_dir: Path, cmd: str, timeout_s: float = 5.0, **args: str) -> Cmd
     if not reply.ok:
         raise CliFailure(reply.reason)
     return reply
+
+
+def _show(doc: object, as_json: bool, table: str) -> None:
+    """One JSON document on stdout, or the named table of `actors.tables` for a person."""
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from actors import tables
+
+    getattr(tables, table)(doc)
 
 
 def live_status(run_dir: Path) -> dict:
@@ -192,23 +202,14 @@ def down(run_dir: Path, timeout: float) -> None:
 
 
 def _kill_leftovers(run_dir: Path) -> list[int]:
-    """Kill actor processes of this run dir that outlived their supervisor."""
-    marker = str(run_dir.resolve())
+    """Kill processes of this run dir that outlived their supervisor."""
     killed = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in run_dir_processes(run_dir):
         try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        args = [c.decode("utf-8", "replace") for c in cmd]
-        if "actors.run" in args and marker in args:
-            try:
-                os.killpg(int(proc.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), signal.SIGKILL)
-            killed.append(int(proc.name))
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
     return killed
 
 
@@ -222,12 +223,7 @@ def status(run_dir: Path, as_json: bool) -> None:
     if doc is None:
         raise CliFailure(f"no run in {run_dir}")
     doc["running"] = running
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    from actors.tables import status_table
-
-    status_table(doc)
+    _show(doc, as_json, "status_table")
 
 
 @main.command()
@@ -338,12 +334,7 @@ def trades(run_dir: Path, as_json: bool, state: str | None, pair: str | None) ->
 
     reader = _reader(run_dir)
     rows = tradebook.trades(reader, _run_config(run_dir), state=state, pair=pair)
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
-    from actors.tables import trades_table
-
-    trades_table(rows)
+    _show(rows, as_json, "trades_table")
 
 
 @main.command()
@@ -357,12 +348,7 @@ def trace(trade_id: str, run_dir: Path, as_json: bool) -> None:
     doc = tradebook.trace(_reader(run_dir), trade_id)
     if doc is None:
         raise CliFailure(f"no trade {trade_id!r} in {run_dir / 'journal.sqlite'}")
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    from actors.tables import trace_table
-
-    trace_table(doc)
+    _show(doc, as_json, "trace_table")
 
 
 @main.group()
@@ -416,12 +402,7 @@ def report(run_dir: Path, as_json: bool) -> None:
     cfg = _run_config(run_dir)
     doc = build_report(reader, cfg)
     doc["chart"] = str(save_chart(reader, cfg, run_dir / "report.png"))
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    from actors.tables import report_tables
-
-    report_tables(doc)
+    _show(doc, as_json, "report_tables")
 
 
 if __name__ == "__main__":

@@ -366,6 +366,23 @@ class Supervisor:
         return 1 if faulted else 0
 
 
+def run_dir_processes(run_dir: str | Path) -> list[int]:
+    """Live actor and supervisor processes started for this run dir (found by their command line)."""
+    marker = str(Path(run_dir).resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = [a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
+            state = (proc / "stat").read_text().split()[2]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and marker in args and ("actors.run" in args or "actors.supervisor" in args):
+            pids.append(int(proc.name))
+    return pids
+
+
 def read_status_file(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / "status.json"
     try:

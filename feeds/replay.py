@@ -135,8 +135,8 @@ def _day(d: dt.date) -> int:
     return d.toordinal() - dt.date(1970, 1, 1).toordinal()
 
 
-class DbnReplay:
-    """Top-of-book replay of a Databento DBN file (MBP-1, TBBO, BBO-1s, BBO-1m)."""
+class _Replay:
+    """What every recorded-feed adapter holds: the file, the venue, the symbol mapping, its counters."""
 
     def __init__(self, path: str | Path, venue: str, symbols: Mapping[str, str] | None = None,
                  instruments: Mapping[str, InstrumentCfg] | None = None) -> None:
@@ -146,6 +146,14 @@ class DbnReplay:
         self.stats = FeedStats()
         self._cfg_symbol = {k: i.symbol for k, i in (instruments or {}).items()}
         self._cfg_fx = frozenset(k for k, i in (instruments or {}).items() if i.fx)
+
+
+class DbnReplay(_Replay):
+    """Top-of-book replay of a Databento DBN file (MBP-1, TBBO, BBO-1s, BBO-1m)."""
+
+    def __init__(self, path: str | Path, venue: str, symbols: Mapping[str, str] | None = None,
+                 instruments: Mapping[str, InstrumentCfg] | None = None) -> None:
+        super().__init__(path, venue, symbols, instruments)
         with self._open_stream() as stream:
             meta, _ = self._read_metadata(stream, dbn.DBNDecoder())
         self.metadata: dbn.Metadata = meta
@@ -327,17 +335,12 @@ def _number(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-class CsvReplay:
+class CsvReplay(_Replay):
     """Top-of-book replay of a CSV file ``ts_event,symbol,bid_px,ask_px,bid_sz,ask_sz``."""
 
     def __init__(self, path: str | Path, venue: str, symbols: Mapping[str, str] | None = None,
                  instruments: Mapping[str, InstrumentCfg] | None = None) -> None:
-        self.path = str(path)
-        self.venue = venue
-        self.symbols = dict(symbols or {})
-        self.stats = FeedStats()
-        self._cfg_symbol = {k: i.symbol for k, i in (instruments or {}).items()}
-        self._cfg_fx = frozenset(k for k, i in (instruments or {}).items() if i.fx)
+        super().__init__(path, venue, symbols, instruments)
         try:
             with self._open_binary() as fh:
                 head = fh.read(_CHUNK)

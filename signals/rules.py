@@ -25,7 +25,7 @@ from bus.messages import FxRate, InstrumentStatus, Quote, RiskLevel, Side, Signa
 from configs.schema import Config, PairCfg
 from signals import kernels as K
 from signals.book import Book
-from signals.hours import Session, clock, is_open, parse_sessions
+from configs.hours import Session, clock, is_open, parse_sessions
 from signals.inventory import Inventory
 from signals.kernels import Decision, Gate, KernelState, ewma_alpha
 from signals.pairs import LegConversion, leg_conversion

@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from bus.messages import Envelope
+    from configs.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "configs" / "instruments.toml"
@@ -52,20 +56,10 @@ def actor(run_dir: Path, name: str) -> dict:
 
 
 def actor_processes(run_dir: Path) -> list[int]:
-    """Live actor processes started for this run dir (by their command line)."""
-    marker = str(run_dir.resolve())
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0")]
-            state = (proc / "stat").read_text().split()[2]
-        except (OSError, IndexError, UnicodeDecodeError):
-            continue
-        if state != "Z" and marker in args and ("actors.run" in args or "actors.supervisor" in args):
-            pids.append(int(proc.name))
-    return pids
+    """Live actor and supervisor processes started for this run dir."""
+    from actors.supervisor import run_dir_processes
+
+    return run_dir_processes(run_dir)
 
 
 def write_config(path: Path, body: str) -> Path:
@@ -82,3 +76,55 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (OSError, IndexError):
         return False
+
+
+class BusTap:
+    """The test's SUB sockets on actors' PUBs (actor -> topic prefixes)."""
+
+    def __init__(self, cfg: "Config", run_dir: Path, subs: dict[str, list[str]]) -> None:
+        import zmq
+
+        from bus.codec import Codec
+        from bus.endpoints import Endpoints
+
+        self.ctx = zmq.Context()
+        self.codec = Codec()
+        self.eps = Endpoints(cfg, run_dir)
+        self.socks = []
+        for name, prefixes in subs.items():
+            sock = self.ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            for prefix in prefixes:
+                sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+            sock.connect(self.eps.pub(name))
+            self.socks.append(sock)
+
+    def read(self) -> list[tuple[str, "Envelope"]]:
+        """Every frame already queued, decoded (never blocks)."""
+        import zmq
+
+        new = []
+        for sock in self.socks:
+            while True:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                new.append(self.codec.decode_frame(frame))
+        return new
+
+    def close(self) -> None:
+        self.ctx.destroy(0)
+
+
+def drill(cfg: "Config", run_dir: Path, cmd: str, **args: object) -> None:
+    """A drill command to the simulated exchange (drift, shock, basis)."""
+    import zmq
+
+    from bus.command import call
+    from bus.endpoints import Endpoints
+    from bus.messages import CmdAck, Control
+
+    reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd("simex"),
+                 Control(cmd=cmd, args={k: str(v) for k, v in args.items()}), timeout_s=5)
+    assert isinstance(reply, CmdAck) and reply.ok, reply

@@ -58,7 +58,7 @@ import msgspec
 from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side, StatusRequest, TimeInForce
 from configs.schema import InstrumentCfg, SimVenueCfg
 from feeds.book import TopOfBook
-from feeds.simex.hours import is_open, parse_sessions
+from configs.hours import is_open, parse_sessions
 from feeds.simex.matching import (
     BookState,
     OrderState,

@@ -32,15 +32,12 @@ from typing import Iterator
 import pytest
 import zmq
 
-from bus.codec import Codec
-from bus.command import call
-from bus.endpoints import Endpoints
-from bus.messages import (CmdAck, Control, Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side,
+from bus.messages import (Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side,
                           Signal, SignalLeg)
 from bus.pubsub import Publisher
 from configs.load import load_config
 from configs.schema import Config
-from helpers import wait_for, write_config, xmc
+from helpers import BusTap, drill, wait_for, write_config, xmc
 
 PAIR = "hsi_mhi"
 TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
@@ -153,21 +150,11 @@ KILL = _config(
 )
 
 
-class Bus:
+class Bus(BusTap):
     """The test's view of the bus: SUB sockets on actors' PUBs, and the `desk` trigger's PUB."""
 
     def __init__(self, cfg: Config, run_dir: Path, subs: dict[str, list[str]]) -> None:
-        self.ctx = zmq.Context()
-        self.codec = Codec()
-        self.eps = Endpoints(cfg, run_dir)
-        self.socks: list[zmq.Socket] = []
-        for name, prefixes in subs.items():
-            s = self.ctx.socket(zmq.SUB)
-            s.setsockopt(zmq.RCVHWM, 0)
-            for p in prefixes:
-                s.setsockopt(zmq.SUBSCRIBE, p.encode())
-            s.connect(self.eps.pub(name))
-            self.socks.append(s)
+        super().__init__(cfg, run_dir, subs)
         self.seen: list[Envelope] = []
         self.quotes: dict[str, Quote] = {}  # by instrument key (a Quote names the venue symbol)
         self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
@@ -176,17 +163,11 @@ class Bus:
 
     def pump(self) -> None:
         """Read every frame already queued (never blocks)."""
-        for s in self.socks:
-            while True:
-                try:
-                    frame = s.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                _, env = self.codec.decode_frame(frame)
-                if isinstance(env.body, Quote):
-                    self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
-                else:
-                    self.seen.append(env)
+        for _, env in self.read():
+            if isinstance(env.body, Quote):
+                self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
+            else:
+                self.seen.append(env)
 
     def of(self, kind: type) -> list:
         self.pump()
@@ -246,12 +227,6 @@ class Bus:
 
     def close(self) -> None:
         self.ctx.destroy(0)
-
-
-def drill(cfg: Config, run_dir: Path, cmd: str, **args: object) -> None:
-    reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd("simex"),
-                 Control(cmd=cmd, args={k: str(v) for k, v in args.items()}), timeout_s=5)
-    assert isinstance(reply, CmdAck) and reply.ok, reply
 
 
 def log_events(run_dir: Path, name: str, *events: str) -> list[dict]:

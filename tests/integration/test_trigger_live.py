@@ -16,15 +16,11 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import pytest
-import zmq
 
-from bus.codec import Codec
-from bus.command import call
-from bus.endpoints import Endpoints
-from bus.messages import CmdAck, Control, Envelope, Heartbeat, RiskLevel, RiskState, Side, Signal
+from bus.messages import Envelope, Heartbeat, RiskLevel, RiskState, Side, Signal
 from configs.load import load_config
 from configs.schema import Config
-from helpers import actor, wait_for, write_config, xmc
+from helpers import BusTap, actor, drill, wait_for, write_config, xmc
 
 T = TypeVar("T")
 PAIR = "hsi_mhi"
@@ -87,33 +83,16 @@ kind = "marginwatch"
 """
 
 
-class Tap:
-    """SUB sockets on actors' PUBs; every decoded (topic, envelope) seen, in arrival order per actor."""
+class Tap(BusTap):
+    """Every decoded (topic, envelope) seen, in arrival order per actor."""
 
     def __init__(self, cfg: Config, run_dir: Path, subs: dict[str, list[str]]) -> None:
-        self.ctx = zmq.Context()
-        self.codec = Codec()
-        eps = Endpoints(cfg, run_dir)
-        self.socks: list[zmq.Socket] = []
-        for name, prefixes in subs.items():
-            s = self.ctx.socket(zmq.SUB)
-            s.setsockopt(zmq.RCVHWM, 0)
-            for p in prefixes:
-                s.setsockopt(zmq.SUBSCRIBE, p.encode())
-            s.connect(eps.pub(name))
-            self.socks.append(s)
+        super().__init__(cfg, run_dir, subs)
         self.seen: list[tuple[str, Envelope]] = []
 
     def pump(self) -> list[tuple[str, Envelope]]:
         """Read every frame already queued (never blocks); returns the new ones."""
-        new = []
-        for s in self.socks:
-            while True:
-                try:
-                    frame = s.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                new.append(self.codec.decode_frame(frame))
+        new = self.read()
         self.seen.extend(new)
         return new
 
@@ -125,9 +104,6 @@ class Tap:
         self.pump()
         hbs = [e.body for _, e in self.seen if isinstance(e.body, Heartbeat) and e.body.actor == name]
         return hbs[-1] if hbs else None
-
-    def close(self) -> None:
-        self.ctx.destroy(0)
 
 
 @pytest.fixture
@@ -143,9 +119,7 @@ def trigger_run(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Config, Path, T
 
 
 def force_basis(cfg: Config, run_dir: Path, bp: float) -> None:
-    reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd("simex"),
-                 Control(cmd="basis", args={"pair": PAIR, "bp": str(bp)}), timeout_s=5)
-    assert isinstance(reply, CmdAck) and reply.ok, reply
+    drill(cfg, run_dir, "basis", pair=PAIR, bp=bp)
 
 
 def force_until(cfg: Config, run_dir: Path, bp: float, cond: Callable[[], T], timeout: float, what: str) -> T:

@@ -349,3 +349,97 @@ def test_params_from_demo_config_take_legs_ticks_accounts_and_times() -> None:
     assert (p.a.instrument, p.a.venue, p.a.account, p.a.tick, p.a.ratio) == ("au", "SHFE", "cn", 0.02, 3)
     assert (p.b.instrument, p.b.venue, p.b.account, p.b.tick, p.b.ratio) == ("GC", "COMEX", "hk", 0.1, 1)
     assert (p.order_timeout_ns, p.deadline_ns, p.max_resubmits) == (250 * MS, 2000 * MS, 3)
+
+
+# --- a BROKEN trade whose venue starts behaving settles -------------------------------------
+
+_TO_BROKEN = [("fill", "a1"), ("reject", "b1"), ("reject", "b2"), ("reject", "b3"), ("reject", "a2"),
+              ("reject", "a3"), ("reject", "a4")]  # rollback_attempts=3 unwinds rejected: BROKEN
+# 3:1, two units: A fills 4 of 6, B 2 of 2; one unit is kept, the unwinds of A's and B's excess are rejected
+_RATIO_TO_BROKEN = [("fill", "a1", {"cum": 4, "leaves": 0}), ("fill", "b1"), ("reject", "a2"), ("reject", "a3"),
+                    ("reject", "a4"), ("reject", "b2"), ("reject", "a5")]
+
+
+@dataclass(frozen=True)
+class BrokenCase:
+    name: str
+    script: list[tuple]  # the venue misbehaves: reaches BROKEN, then what happens to the FLATTENs
+    lost: tuple[str, ...]  # orders the venue never received (a status query answers ORDER_UNKNOWN)
+    state: TradeState
+    trs: tuple[str, ...]
+    net: tuple[int, int]
+    p: dict = field(default_factory=dict)
+    s: dict = field(default_factory=dict)
+
+
+BROKEN_CASES = [
+    # the shrunk stateful failure: the FLATTEN is lost, its ack times out, the status answer is lost too
+    BrokenCase("flatten_lost_and_status_answer_lost_is_queried_again_then_reflattened",
+               [*_TO_BROKEN, ("timer", None, {"at": 200}), ("timer", None, {"at": 300})], ("a5",),
+               TradeState.ROLLED_BACK,
+               ("broken_flatten_sent", "order_in_doubt", "order_resolved", "broken_flatten_sent", "broken_flattened"),
+               (0, 0)),
+    BrokenCase("flatten_rejected_is_resent_on_the_next_timer",
+               [*_TO_BROKEN, ("timer", None, {"at": 200}), ("reject", "a5")], (),
+               TradeState.ROLLED_BACK, ("broken_flatten_sent", "broken_flatten_sent", "broken_flattened"), (0, 0)),
+    BrokenCase("flatten_in_doubt_but_received_resolves_by_status",
+               [*_TO_BROKEN, ("timer", None, {"at": 200}), ("timer", None, {"at": 300})], (),
+               TradeState.ROLLED_BACK, ("broken_flatten_sent", "order_in_doubt", "order_resolved", "broken_flattened"),
+               (0, 0)),
+    BrokenCase("ratio_excess_one_flatten_lost_one_in_doubt_resolves_in_ratio",
+               [*_RATIO_TO_BROKEN, ("timer", None, {"at": 200}), ("timer", None, {"at": 300})], ("a6",),
+               TradeState.COMPLETED,
+               ("broken_flatten_sent", "broken_flatten_sent", "order_in_doubt", "order_in_doubt", "order_resolved",
+                "order_resolved", "broken_flatten_sent", "broken_resolved"),
+               (3, -1), p={"ratio_a": 3}, s={"qty_a": 6, "qty_b": 2}),
+]
+
+
+def _venue_behaves(r: Run, lost: tuple[str, ...]) -> None:
+    """From now on the venue answers every query and fills every new order; timers fire when due.
+
+    What was outstanding before (unanswered queries, lost reports) stays lost.
+    """
+    gone = {f"{r.trade.trade_id}.{k}" for k in lost}
+    pending: list[Action] = []
+    for _ in range(50):
+        r.carry(pending)
+        if r.trade.is_done:
+            return
+        by_id = {o.cl_ord_id: o for o in r.orders.values()}
+        reports = [fill(o) for o in sends(pending)]
+        reports += [unknown(by_id[c]) if c in gone else status(by_id[c], cum=by_id[c].qty, leaves=0)
+                    for c in queries(pending)]
+        pending = []
+        for ev in reports:
+            r.now += 1_000
+            pending += r.trade.on_report(ev, r.now)
+        if reports:
+            continue
+        due = r.trade.next_deadline_ns()
+        assert due is not None, r.trs
+        r.now = max(r.now + 1_000, due)
+        pending = r.trade.on_timer(r.now)
+        # a due time on_timer did not consume would leave the caller spinning without progress
+        after = r.trade.next_deadline_ns()
+        assert after is None or after > r.now, (r.trade.state, r.trade.order_views())
+    raise AssertionError(f"not settled: {r.trade.state} {r.trs}")
+
+
+@pytest.mark.parametrize("case", BROKEN_CASES, ids=lambda c: c.name)
+def test_broken_trade_settles_once_the_venue_behaves(case: BrokenCase) -> None:
+    r = run(case.script, case.p, case.s)
+    assert r.trade.state is TradeState.BROKEN, r.trs
+    _venue_behaves(r, case.lost)
+    assert r.trade.state is case.state and r.trade.is_done, r.trs
+    assert _subsequence(case.trs, r.trs[r.trs.index("broken_rollback_exhausted"):]), r.trs
+    assert tuple(v.net_qty for v in r.trade.legs_view()) == case.net
+    assert r.trade.next_deadline_ns() is None
+
+
+def test_broken_with_flatten_in_doubt_next_deadline_is_the_requery_not_the_past_retry() -> None:
+    r = run([*_TO_BROKEN, ("timer", None, {"at": 200}), ("timer", None, {"at": 300})])
+    assert queries(r.actions)[-1] == "T000007.a5" and r.trade.state is TradeState.BROKEN
+    assert r.trade.next_deadline_ns() == T0 + 400 * MS  # a5's re-query; the FLATTEN retry waits for a5
+    again = r.trade.on_timer(T0 + 400 * MS)
+    assert queries(again) == ["T000007.a5"] and sends(again) == []

@@ -134,7 +134,13 @@ class PairTradeVsVenue(RuleBasedStateMachine):
         self.now += dt_ms * MS
         due = self.h.trade.next_deadline_ns()
         if due is not None and due <= self.now:
-            self.venue.take(self.h.timer(self.now))
+            self._fire_timer()
+
+    def _fire_timer(self) -> None:
+        self.venue.take(self.h.timer(self.now))
+        # a due time the timer did not consume would leave the executor spinning without progress
+        after = self.h.trade.next_deadline_ns()
+        assert after is None or after > self.now, (self.h.trade.state, self.h.trade.order_views())
 
     @precondition(lambda self: not self.halted)
     @rule()
@@ -250,7 +256,7 @@ class PairTradeVsVenue(RuleBasedStateMachine):
             due = t.next_deadline_ns()
             if due is not None:
                 self.now = max(self.now + 1000, due)
-                self.venue.take(self.h.timer(self.now))
+                self._fire_timer()
         assert t.is_done, (t.state, t.order_views())
         event(f"final {t.state.value}")
         for e in self._seen:

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import market_config
+from feeds_support import market_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

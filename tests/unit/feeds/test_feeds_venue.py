@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MS, inst, market_config, order, tob
+from feeds_support import MS, inst, market_config, order, tob
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signals.hours import clock, is_open, parse_sessions
+from configs.hours import clock, is_open, parse_sessions
 from signals.inventory import Inventory
 from signals.pairs import fx_route
 

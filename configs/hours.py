@@ -1,4 +1,7 @@
-"""Trading sessions: UTC "HH:MM-HH:MM" windows, checked against a UTC wall-clock time in ns."""
+"""Trading sessions: UTC "HH:MM-HH:MM" windows (`InstrumentCfg.hours`), checked against UTC ns.
+
+One definition for the venue simulator (venue time) and the trigger (wall clock or replay time).
+"""
 
 from __future__ import annotations
 
