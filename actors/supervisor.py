@@ -206,7 +206,9 @@ class Supervisor:
             first_ready = a.state in ("starting", "stopped") and body.state in LIVE_STATES
             a.hb = body
             a.last_hb = time.monotonic()
-            if a.state != "faulted" or a.external:
+            # "faulted" is the supervisor's verdict on a crash loop; an actor reporting its own start
+            # failure is about to exit and be restarted
+            if (a.state != "faulted" or a.external) and body.state != "faulted":
                 a.state = body.state
             if first_ready:
                 a.consecutive = 0

@@ -18,6 +18,7 @@ from helpers import ROOT, actor, status, wait_for, write_config, xmc
 
 DATA = ROOT.parent / "shared" / "data" / "databento"
 MBP1 = DATA / "ESU4.glbx-mdp3.mbp-1.2024-07-01T2358.dbn.zst"
+BBO = DATA / "ESZ5-ESH6.glbx-mdp3.bbo-1m.2025-12-19T1425.dbn.zst"
 
 pytestmark = pytest.mark.skipif(not MBP1.exists(), reason=f"recorded data missing at {DATA} (shared/ is beside the repo)")
 
@@ -91,3 +92,47 @@ def test_corrupt_recording_crash_loops_into_faulted_while_the_rest_keeps_running
     log = (run_dir / "logs" / "ingest_cme.jsonl").read_text()
     assert "actor_start_failed" in log and "corrupt.dbn.zst" in log
     assert "actor_faulted" in (run_dir / "logs" / "supervisor.jsonl").read_text()
+
+
+def test_bbo_calendar_spread_replay_publishes_both_contracts_with_the_file_values(tmp_path: Path, run_dir: Path) -> None:
+    cfg_path = write_config(tmp_path / "bbo.toml", f"""
+[run]
+heartbeat_s = 0.2
+[venues.CME]
+kind = "replay"
+replay = {{ path = "{BBO}", format = "dbn", pace = "fast", symbols = {{ ESZ5 = "ES", ESH6 = "ESH6" }}, wait_subscribers = 1 }}
+[instruments.ES]
+symbol = "ESZ5"
+[instruments.ESH6]
+venue = "CME"
+symbol = "ESH6"
+tick = 0.25
+multiplier = 50.0
+currency = "USD"
+margin_model = "fixed"
+margin_fixed = 12650.0
+commodity = "spx"
+[actors.ingest_cme]
+kind = "ingest"
+venue = "CME"
+""")
+    cfg = load_config(cfg_path)
+    assert cfg.venues["CME"].replay is not None
+    expected = [tob for _, tob in open_replay("CME", cfg.venues["CME"].replay, instruments=cfg.instruments).records()]
+    assert {t.symbol for t in expected} == {"ESZ5", "ESH6"}
+    xmc("up", str(cfg_path), "--detach", run_dir=run_dir, check=True)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"md.CME.")
+    sub.connect(Endpoints(cfg, run_dir).pub("ingest_cme"))
+    codec = Codec()
+    got: list[tuple[str, Quote]] = []
+    while len(got) < len(expected):
+        assert sub.poll(15_000), f"bus went quiet after {len(got)} quotes"
+        topic, env = codec.decode_frame(sub.recv())
+        if isinstance(env.body, Quote):
+            got.append((topic, env.body))
+    ctx.destroy(0)
+    for (topic, q), want in zip(got, expected):
+        assert topic == f"md.CME.{want.symbol}" and q.symbol == want.symbol
+        assert (q.bid, q.ask, q.bid_size, q.ask_size, q.exch_ts_ns) == (want.bid, want.ask, want.bid_size, want.ask_size, want.ts_ns)
