@@ -37,7 +37,8 @@ Rules:
   rebalance, so keep routing reports of a settled trade's orders to it.
 - BROKEN (exposure left after ``rollback_attempts`` unwind orders) raises a
   CRITICAL alert and requests a halt once, then sends another FLATTEN order on
-  every later timer (one ``order_timeout_ns`` apart) until flat.
+  every later timer (one ``order_timeout_ns`` apart) until flat; while an unwind
+  is live or in doubt it waits for that order's outcome (querying it as above).
 
 Inputs: ``start``, ``on_report``, ``on_timer``, ``halt`` and, after a restart,
 ``resume``. Each returns a list of actions for the caller to carry out, order
@@ -485,7 +486,9 @@ class PairTrade:
         extra: int | None = None
         if self.state in _ENTRY:
             extra = self.deadline_at_ns
-        elif self.state is TradeState.BROKEN:
+        elif self.state is TradeState.BROKEN and not self._unwind_live():
+            # while an unwind is live its own order timer drives the trade; a due retry would
+            # stay in the past (on_timer cannot use it) and hide that timer from the caller
             extra = self._retry_at_ns
         if extra is not None and (best is None or extra < best):
             best = extra
@@ -889,8 +892,11 @@ class PairTrade:
             return
         blocked = self._send_unwinds(now_ns, OrderPurpose.ROLLBACK, self.params.rollback_attempts,
                                      Tr.ROLLBACK_ORDER_SENT)
-        if blocked and not any(leg.has_live_unwind() for leg in self._legs):
+        if blocked and not self._unwind_live():
             self._go_broken(now_ns)
+
+    def _unwind_live(self) -> bool:
+        return any(leg.has_live_unwind() for leg in self._legs)
 
     def _go_broken(self, now_ns: int) -> None:
         a, b = self._legs
@@ -910,7 +916,7 @@ class PairTrade:
         self._cancel_live_entries(now_ns)
         if self._settle_if_flat(now_ns):
             return
-        if timer and now_ns >= self._retry_at_ns and not any(leg.has_live_unwind() for leg in self._legs):
+        if timer and now_ns >= self._retry_at_ns and not self._unwind_live():
             self._retry_at_ns = now_ns + self.params.order_timeout_ns
             self._send_unwinds(now_ns, OrderPurpose.FLATTEN, None, Tr.BROKEN_FLATTEN_SENT)
 
