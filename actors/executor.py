@@ -57,6 +57,7 @@ class ExecutorActor(Actor):
         self.stats = {"signals": 0, "rejected": 0, "orders": 0, "reports": 0, "fills": 0, "denied": 0,
                       "orphan_reports": 0, "recovered": 0}
         self.s2o_us: deque[float] = deque(maxlen=2000)
+        self._fill_avg: dict[str, tuple[int, float]] = {}  # cl_ord_id -> (qty, avg price) published as filled
 
         actors = cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
@@ -242,9 +243,31 @@ class ExecutorActor(Actor):
             return
         self.log.info("order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
                       last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
+        before = self._filled(trade, ev.cl_ord_id)
         self.wal.append(ReportApplied(trade_id=trade.trade_id, report=ev, now_ns=now))
-        self._run(trade, trade.on_report(ev, now), now)
+        actions = trade.on_report(ev, now)
+        self._publish_fill(ev, before, self._filled(trade, ev.cl_ord_id))
+        self._run(trade, actions, now)
         self._rearm()
+
+    @staticmethod
+    def _filled(trade: PairTrade, cl_ord_id: str) -> int:
+        return next((o.filled_qty for o in trade.order_views() if o.cl_ord_id == cl_ord_id), 0)
+
+    def _publish_fill(self, ev: OrderEvent, before: int, after: int) -> None:
+        """Publish what the trade now holds more of, however the venue told us (a FILL, or a status or
+        cancel answer after a lost report), once: `exec.fill.<venue>` is the position-keeping stream."""
+        if after <= before:
+            return
+        qty = after - before
+        if ev.exec_type is ExecType.FILL and ev.last_qty == qty and ev.last_px > 0:
+            px = ev.last_px
+        else:  # from the cumulative average and what was already published for this order
+            prev_qty, prev_avg = self._fill_avg.get(ev.cl_ord_id, (before, ev.avg_px))
+            px = (after * ev.avg_px - prev_qty * prev_avg) / qty if ev.avg_px > 0 else ev.last_px
+        self._fill_avg[ev.cl_ord_id] = (after, ev.avg_px if ev.avg_px > 0 else px)
+        self.publish(topics.exec_fill(ev.venue), msgspec.structs.replace(
+            ev, exec_type=ExecType.FILL, last_qty=qty, last_px=px, cum_qty=after, exec_id=f"{ev.cl_ord_id}#{after}"))
 
     def _on_timer(self) -> None:
         self._wake = None

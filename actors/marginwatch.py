@@ -8,9 +8,14 @@ so a restarted subscriber learns it). Alerts go to `risk.alert` and the log.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
+import msgspec
+
+from actors.journal import audit_path
 from actors.runtime import Actor, _Timer
+from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState
 from riskguard.watch import MarginWatch
@@ -18,6 +23,8 @@ from riskguard.watch import MarginWatch
 
 FILL_COALESCE_S = 0.02
 MD_PULL_S = 0.1
+FILL_PULL_S = 1.0
+EXEC_FILL = "exec.fill."
 
 
 class MarginWatchActor(Actor):
@@ -30,13 +37,31 @@ class MarginWatchActor(Actor):
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
         # marks and FX are needed per evaluation, not per tick: pull them in batches
         self.pull(ingest, topics.MD, MD_PULL_S, self._on_md, name="md")
-        self.subscribe(executors, ["exec.report."], self._on_report, name="exec")
+        # positions: the executor's fill stream as it happens, its replay buffer as a safety net,
+        # and the journal for what came before this process started
+        self.subscribe(executors, [EXEC_FILL], self._on_report, name="exec")
+        self.pull(executors, EXEC_FILL, FILL_PULL_S, self._on_report, name="fills")
         self.fills = 0
         self.last_state: RiskState | None = None
         self.util = 0.0
         self._dirty = False
         self._pending: _Timer | None = None
+        self._bootstrap_from_journal()
         self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
+
+    def _bootstrap_from_journal(self) -> None:
+        path = audit_path(self.run_dir)
+        if not path.exists():
+            return
+        try:
+            reader = AuditReader(path)
+            fills = [msgspec.convert(r["body"], OrderEvent) for r in reader.rows("topic LIKE 'exec.fill.%'")]
+            reader.close()
+        except (sqlite3.Error, msgspec.ValidationError) as exc:
+            self.log.error("positions_bootstrap_failed", error=repr(exc))
+            return
+        self.fills += sum(self.watch.on_fill(ev) for ev in fills)
+        self.log.info("positions_bootstrapped", fills=len(fills), positions=len(self.watch.positions()))
 
     def warm(self) -> None:
         self.watch.warm_up()
@@ -50,8 +75,7 @@ class MarginWatchActor(Actor):
 
     def _on_report(self, topic: str, env: Envelope) -> None:
         ev = env.body
-        if isinstance(ev, OrderEvent) and ev.exec_type is ExecType.FILL and ev.last_qty > 0:
-            self.watch.on_fill(ev)
+        if isinstance(ev, OrderEvent) and ev.exec_type is ExecType.FILL and ev.last_qty > 0 and self.watch.on_fill(ev):
             self.fills += 1
             self._dirty = True
 
@@ -90,5 +114,9 @@ class MarginWatchActor(Actor):
 
     def detail(self) -> dict[str, float]:
         s = self.last_state
-        return {"fills": float(self.fills), "utilisation": round(self.util, 4),
-                "risk_level": float(s.state.rank) if s is not None else 0.0}
+        d = {"fills": float(self.fills), "utilisation": round(self.util, 4),
+             "risk_level": float(s.state.rank) if s is not None else 0.0}
+        for p in self.watch.positions():
+            key = f"pos.{p.instrument}"
+            d[key] = d.get(key, 0.0) + p.qty
+        return d

@@ -385,7 +385,11 @@ class Actor:
         decode_errors = self.cmd_decode_errors + sum(i.decode_errors for i in self._inbounds)
         gaps = sum(i.seq.gaps for i in self._inbounds)
         dups = sum(i.seq.dups for i in self._inbounds)
-        detail = dict(self.detail())
+        try:
+            detail = dict(self.detail())
+        except Exception as exc:  # a half-built actor (failed setup) still reports its state
+            detail = {}
+            self.log.error("detail_failed", error=repr(exc))
         detail["handler_errors"] = float(self.handler_errors)
         return Heartbeat(
             actor=self.name,

@@ -36,6 +36,11 @@ def exec_report(venue: str) -> str:
     return f"exec.report.{venue}"
 
 
+def exec_fill(venue: str) -> str:
+    """Fills as the executor's trades hold them (one event per increase, however it was learnt)."""
+    return f"exec.fill.{venue}"
+
+
 def exec_trade(pair: str) -> str:
     return f"exec.trade.{pair}"
 

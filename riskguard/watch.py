@@ -102,9 +102,9 @@ class MarginWatch:
     def on_fx(self, rate: FxRate) -> None:
         self.fx.on_fx(rate)
 
-    def on_fill(self, ev: OrderEvent, account: str | None = None) -> None:
-        """Apply a FILL execution report (others are ignored; repeated exec ids too)."""
-        self.ledger.on_fill(ev, account)
+    def on_fill(self, ev: OrderEvent, account: str | None = None) -> bool:
+        """Apply a FILL execution report (others are ignored; repeated exec ids too); True if applied."""
+        return self.ledger.on_fill(ev, account) is not None
 
     def set_kill(self, on: bool, reason: str, now_ns: int) -> RiskChange | None:
         """Operator kill switch; the returned change (if any) should be published at once."""
