@@ -8,11 +8,14 @@ stricter of the published `risk.state` and the operator's kill switch.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import msgspec
 
+from actors.journal import audit_path
 from actors.runtime import Actor
+from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Quote, RiskLevel,
                           RiskState, Signal)
@@ -36,6 +39,33 @@ class TriggerActor(Actor):
         self.dirty = False
         self.newest_eval_age_us = 0.0
         self._newest_recv = 0
+        self._bootstrap_positions()
+
+    def _bootstrap_positions(self) -> None:
+        """After a restart, each pair's position is what its settled trades left (from the journal)."""
+        path = audit_path(self.run_dir)
+        if not path.exists():
+            return
+        try:
+            reader = AuditReader(path)
+            last: dict[str, dict] = {}
+            for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
+                last[row["trade_id"]] = row["body"]
+            reader.close()
+        except sqlite3.Error as exc:
+            self.log.error("positions_bootstrap_failed", error=repr(exc))
+            return
+        units: dict[str, int] = {}
+        for ev in last.values():
+            pc = self.cfg.pairs.get(ev["pair"])
+            if pc is None or not ev["legs"]:
+                continue
+            net_a = ev["legs"][0]["net_qty"]
+            units[ev["pair"]] = units.get(ev["pair"], 0) + int(net_a / pc.ratio_a)
+        for pair, n in units.items():
+            self.engine.set_position(pair, n)
+        if units:
+            self.log.info("positions_bootstrapped", positions=units)
 
     def warm(self) -> None:
         warm_up()
