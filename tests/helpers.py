@@ -128,3 +128,27 @@ def drill(cfg: "Config", run_dir: Path, cmd: str, **args: object) -> None:
     reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd("simex"),
                  Control(cmd=cmd, args={k: str(v) for k, v in args.items()}), timeout_s=5)
     assert isinstance(reply, CmdAck) and reply.ok, reply
+
+
+def demo_with(*, reject: float, partial: float, drop: float, seed: int = 7, slow_shfe: bool = False) -> str:
+    """The demo config with venue misbehaviour rates set, as a TOML prefix to add sections to.
+
+    `slow_shfe` makes SHFE fills take 300 ms, so pair trades stay open long enough to be caught."""
+    shfe = "ack_latency_ms = 20, fill_latency_ms = 300" if slow_shfe else "ack_latency_ms = 0.5, fill_latency_ms = 1.0"
+    rates = f"reject_rate = {reject}, partial_rate = {partial}, drop_rate = {drop}"
+    return f"""include = ["{ROOT / 'configs' / 'demo.toml'}"]
+
+[run]
+seed = {seed}
+heartbeat_s = 0.1
+restart_backoff_s = 0.1
+
+[venues.SHFE]
+sim = {{ {shfe}, {rates} }}
+
+[venues.COMEX]
+sim = {{ ack_latency_ms = 0.3, fill_latency_ms = 0.8, {rates} }}
+
+[venues.HKEX]
+sim = {{ ack_latency_ms = 0.4, fill_latency_ms = 0.8, {rates} }}
+"""

@@ -12,28 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, actor, wait_for, xmc
+from helpers import actor, demo_with, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-CONFIG = f"""
-include = ["{ROOT / 'configs' / 'demo.toml'}"]
-
-[run]
-seed = 11
-heartbeat_s = 0.1
-restart_backoff_s = 0.1
-
-[venues.SHFE]
-# slow fills keep every pair trade open long enough to be caught by the kill
-sim = {{ ack_latency_ms = 20, fill_latency_ms = 300, reject_rate = 0.15, partial_rate = 0.25, drop_rate = 0.10 }}
-
-[venues.COMEX]
-sim = {{ ack_latency_ms = 0.3, fill_latency_ms = 0.8, reject_rate = 0.15, partial_rate = 0.25, drop_rate = 0.10 }}
-
-[venues.HKEX]
-sim = {{ ack_latency_ms = 0.4, fill_latency_ms = 0.8, reject_rate = 0.15, partial_rate = 0.25, drop_rate = 0.10 }}
-
+CONFIG = demo_with(reject=0.15, partial=0.25, drop=0.10, seed=11, slow_shfe=True) + """
 [pairs.au_gc]
 order_timeout_ms = 1000
 deadline_ms = 4000

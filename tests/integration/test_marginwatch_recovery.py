@@ -12,26 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, actor, wait_for, xmc
+from helpers import actor, demo_with, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-CONFIG = f"""
-include = ["{ROOT / 'configs' / 'demo.toml'}"]
-
-[run]
-heartbeat_s = 0.1
-restart_backoff_s = 0.1
-
-[venues.SHFE]
-sim = {{ ack_latency_ms = 0.5, fill_latency_ms = 1.0, reject_rate = 0.05, partial_rate = 0.2, drop_rate = 0.2 }}
-
-[venues.COMEX]
-sim = {{ ack_latency_ms = 0.3, fill_latency_ms = 0.8, reject_rate = 0.05, partial_rate = 0.2, drop_rate = 0.2 }}
-
-[venues.HKEX]
-sim = {{ ack_latency_ms = 0.4, fill_latency_ms = 0.8, reject_rate = 0.05, partial_rate = 0.2, drop_rate = 0.2 }}
-
+CONFIG = demo_with(reject=0.05, partial=0.2, drop=0.2) + """
 [accounts.cn]
 balance = 50000000.0
 
