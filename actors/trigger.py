@@ -23,6 +23,7 @@ from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
 TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
+REJECTED = "REJECTED"  # the executor refused the signal: no trade, nothing filled
 
 
 class TriggerActor(Actor):
@@ -97,14 +98,17 @@ class TriggerActor(Actor):
 
     def _on_trade(self, topic: str, env: Envelope) -> None:
         ev = env.body
-        if not isinstance(ev, PairTradeEvent) or ev.state not in TERMINAL:
+        if not isinstance(ev, PairTradeEvent) or (ev.state not in TERMINAL and ev.state != REJECTED):
             return
         sig = self.open_signals.pop(ev.signal_id, None)
         if sig is None:
             return
         pc = self.cfg.pairs[ev.pair]
-        a, b = ev.legs
-        units = 0 if ev.state in ("CANCELLED", "ROLLED_BACK") else min(abs(a.net_qty) // pc.ratio_a, abs(b.net_qty) // pc.ratio_b)
+        if ev.state in (REJECTED, "CANCELLED", "ROLLED_BACK") or len(ev.legs) != 2:
+            units = 0
+        else:
+            a, b = ev.legs
+            units = min(abs(a.net_qty) // pc.ratio_a, abs(b.net_qty) // pc.ratio_b)
         self.engine.on_trade_done(ev.pair, sig.direction, sig.closing, int(units), ev.signal_id)
 
     def after_drain(self) -> None:
