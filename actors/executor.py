@@ -28,9 +28,10 @@ from execution.gateway import OrderGateway, SimGateway
 from execution.ids import TradeIds, parse_cl_ord_id
 from execution.pairtrade import (Action, CancelOrder, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
                                  SignalInvalid, Transition, params_from_config)
+from execution.childorders import ChildRouter, parent_of
+from execution.wal import (ChildSent, Halted, OrderSent, ReportApplied, Resumed, TimerFired, TradeClosed, TradeOpened,
+                           WalRecord, WriteAheadLog, recover)
 from execution.wal import encode_frame as encode_wal
-from execution.wal import (Halted, OrderSent, ReportApplied, Resumed, TimerFired, TradeClosed, TradeOpened,
-                           WriteAheadLog, recover)
 from riskguard.fx import FxTable
 from riskguard.limits import PreTradeLimits
 
@@ -47,7 +48,8 @@ class ExecutorActor(Actor):
         self.params = params_from_config(cfg)
         self.limits = PreTradeLimits.from_config(cfg)
         self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
-        self.allocators = {n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts}
+        self.router = ChildRouter({n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts},
+                                  {n: a.iceberg_visible for n, a in cfg.accounts.items()})
         self.trades: dict[str, PairTrade] = {}
         self.open: set[str] = set()
         self.done: deque[str] = deque()
@@ -83,6 +85,9 @@ class ExecutorActor(Actor):
         self.wal = WriteAheadLog(wal_path)
         if self.wal.scan.reason:
             self.log.error("wal_torn_tail", reason=self.wal.scan.reason)
+        for rec in self.wal.records:
+            if isinstance(rec, ChildSent) and rec.order.trade_id in recovered.trades:
+                self.router.restore(rec.parent, rec.order)
         self.ids = TradeIds(TRADE_PREFIX, recovered.next_trade_n)
         self.trades.update(recovered.trades)
         self.open.update(recovered.trades)
@@ -231,16 +236,43 @@ class ExecutorActor(Actor):
         if ev.exec_type is ExecType.FILL and ev.last_qty > 0:
             self.stats["fills"] += 1
             self.limits.on_fill(ev.instrument, ev.side, ev.last_qty)
-        parsed = parse_cl_ord_id(ev.cl_ord_id)
+        parent_id = parent_of(ev.cl_ord_id)
+        if parent_id is not None:  # a child: what it means for its parent goes to the trade
+            events, more = self.router.on_report(ev)
+            trade = self._trade_of(parent_id)
+            if trade is None:
+                self._orphan(ev)
+                return
+            self.log.info("child_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                          last_qty=ev.last_qty, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
+            parent_req = self.router.parent_request(parent_id)
+            if more and parent_req is not None:  # the next iceberg slices
+                self._send(trade, [ChildSent(parent=parent_req, order=c) for c in more], more)
+            for pev in events:
+                self._apply_report(trade, msgspec.structs.replace(pev, recv_ns=now), now)
+        else:
+            trade = self._trade_of(ev.cl_ord_id)
+            if trade is None:
+                self._orphan(ev)
+                return
+            self._apply_report(trade, ev, now)
+        self._rearm()
+
+    def _trade_of(self, cl_ord_id: str) -> PairTrade | None:
+        parsed = parse_cl_ord_id(cl_ord_id)
         trade = self.trades.get(parsed.trade_id) if parsed is not None else None
-        if trade is None or not trade.owns(ev.cl_ord_id):
-            self.stats["orphan_reports"] += 1
-            severity = "error" if ev.exec_type is ExecType.FILL else "warning"
-            getattr(self.log, severity)("report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
-                                        last_qty=ev.last_qty, reason=ev.reason)
-            if ev.exec_type is ExecType.FILL:
-                self._alert(Severity.CRITICAL, f"EXEC_ORPHAN_FILL: cl_ord_id={ev.cl_ord_id} qty={ev.last_qty}", "")
-            return
+        return trade if trade is not None and trade.owns(cl_ord_id) else None
+
+    def _orphan(self, ev: OrderEvent) -> None:
+        self.stats["orphan_reports"] += 1
+        severity = "error" if ev.exec_type is ExecType.FILL else "warning"
+        getattr(self.log, severity)("report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                                    last_qty=ev.last_qty, reason=ev.reason)
+        if ev.exec_type is ExecType.FILL:
+            self._alert(Severity.CRITICAL, f"EXEC_ORPHAN_FILL: cl_ord_id={ev.cl_ord_id} qty={ev.last_qty}", "")
+
+    def _apply_report(self, trade: PairTrade, ev: OrderEvent, now: int) -> None:
+        """A report of one of the trade's own orders: logged ahead, applied, fills published."""
         self.log.info("order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
                       last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
         before = self._filled(trade, ev.cl_ord_id)
@@ -248,7 +280,6 @@ class ExecutorActor(Actor):
         actions = trade.on_report(ev, now)
         self._publish_fill(ev, before, self._filled(trade, ev.cl_ord_id))
         self._run(trade, actions, now)
-        self._rearm()
 
     @staticmethod
     def _filled(trade: PairTrade, cl_ord_id: str) -> int:
@@ -293,40 +324,54 @@ class ExecutorActor(Actor):
 
     def _run(self, trade: PairTrade, actions: list[Action], now: int) -> None:
         """Carry out a trade's actions: orders leave first (WAL, then wire); publishing and logging after."""
-        orders: list[OrderRequest] = []
+        records: list[WalRecord] = [*self._wal_head]
+        self._wal_head = []
+        wire: list[OrderRequest] = []
         denied: list[tuple[OrderRequest, str]] = []
+        unplaced: list[OrderEvent] = []
         for action in actions:
-            if isinstance(action, SendOrder):
-                order, denial = self._vet(trade, action.order, now)
-                if denial is None:
-                    orders.append(order)
-                else:
-                    denied.append((order, denial))
-        if orders or self._wal_head:
-            self.wal.append_many([*self._wal_head, *(OrderSent(order=o) for o in orders)])
-            self._wal_head = []
-        if orders:
-            stamped = []
-            for o in orders:
-                o = msgspec.structs.replace(o, sent_ns=time.monotonic_ns())
-                gw = self.gateways.get(o.venue)
-                if gw is None:
-                    self._no_gateway(trade, o.cl_ord_id, o.venue, now)
-                else:
-                    gw.send(o)
-                    self._last_sent_ns = o.sent_ns
-                stamped.append(o)
-            for o in stamped:
-                self.stats["orders"] += 1
-                self.publish(topics.exec_order(o.venue), o)
-                self.log.info("order_sent", trade_id=trade.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument,
-                              side=o.side.value, qty=o.qty, price=o.price, purpose=o.purpose.value, account=o.account)
+            if not isinstance(action, SendOrder):
+                continue
+            order, denial = self._vet(trade, action.order, now)
+            if denial is not None:
+                denied.append((order, denial))
+                continue
+            records.append(OrderSent(order=order))
+            children, reject = self.router.route(order)  # sub-accounts and iceberg slices
+            if reject is not None:
+                unplaced.append(msgspec.structs.replace(reject, recv_ns=now))
+            elif children != [order]:
+                records += [ChildSent(parent=order, order=c) for c in children]
+            wire += children
+        self._send(trade, records, wire)
         for action in actions:
             if not isinstance(action, SendOrder):
                 self._act(trade, action, now)
         for order, denial in denied:
             self._deny(trade, order, denial, now)
+        for reject in unplaced:
+            self._apply_report(trade, reject, now)
         self._settle(trade, now)
+
+    def _send(self, trade: PairTrade, records: list[WalRecord], wire: list[OrderRequest]) -> None:
+        """Log ahead in one write, then hand the orders to their venue sessions, then tell the bus."""
+        if records:
+            self.wal.append_many(records)
+        stamped = []
+        for o in wire:
+            o = msgspec.structs.replace(o, sent_ns=time.monotonic_ns())
+            gw = self.gateways.get(o.venue)
+            if gw is None:
+                self._no_gateway(trade, o.cl_ord_id, o.venue, o.sent_ns)
+            else:
+                gw.send(o)
+                self._last_sent_ns = o.sent_ns
+            stamped.append(o)
+        for o in stamped:
+            self.stats["orders"] += 1
+            self.publish(topics.exec_order(o.venue), o)
+            self.log.info("order_sent", trade_id=trade.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument,
+                          side=o.side.value, qty=o.qty, price=o.price, purpose=o.purpose.value, account=o.account)
 
     def _settle(self, trade: PairTrade, now: int) -> None:
         if trade.trade_id in self.open and trade.is_done:
@@ -346,9 +391,11 @@ class ExecutorActor(Actor):
         if isinstance(action, SendOrder):
             self._run(trade, [action], now)
         elif isinstance(action, CancelOrder):
-            self._gateway(action.cancel.venue, trade, action.cancel.cl_ord_id, now, lambda g: g.cancel(action.cancel))
+            for c in self.router.cancel(action.cancel):
+                self._gateway(c.venue, trade, c.cl_ord_id, now, lambda g, c=c: g.cancel(c))
         elif isinstance(action, QueryStatus):
-            self._gateway(action.query.venue, trade, action.query.cl_ord_id, now, lambda g: g.status(action.query))
+            for q in self.router.status(action.query):
+                self._gateway(q.venue, trade, q.cl_ord_id, now, lambda g, q=q: g.status(q))
         elif isinstance(action, Transition):
             ev = action.event
             self.publish(topics.exec_trade(ev.pair), ev)
@@ -373,11 +420,6 @@ class ExecutorActor(Actor):
                 return order, denial
         else:
             self.limits.check(order, now, leg.limit_px, None)  # never blocks an unwind; counts in the rate window
-        acct = self.allocators.get(order.account)
-        if acct is not None:
-            alloc = acct.allocate(order.instrument, order.side, order.qty)
-            if alloc.parts:
-                order = msgspec.structs.replace(order, account=max(alloc.parts, key=lambda p: p.qty).account)
         return order, None
 
     def _deny(self, trade: PairTrade, order: OrderRequest, denial: str, now: int) -> None:

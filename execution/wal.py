@@ -73,6 +73,13 @@ class OrderSent(_Rec):
     order: OrderRequest
 
 
+class ChildSent(_Rec):
+    """A child of a split parent order is about to leave (see `execution.childorders`)."""
+
+    parent: OrderRequest
+    order: OrderRequest
+
+
 class ReportApplied(_Rec):
     """An execution report fed to a trade."""
 
@@ -116,7 +123,7 @@ class IdFloor(_Rec):
     next_n: int
 
 
-WalRecord = Union[TradeOpened, OrderSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, IdFloor]
+WalRecord = Union[TradeOpened, OrderSent, ChildSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, IdFloor]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WalRecord)
@@ -365,7 +372,7 @@ def recover_records(records: Iterable[WalRecord], params_for_pair: ParamsLookup 
 
 
 def _trade_of(rec: WalRecord) -> str:
-    if isinstance(rec, OrderSent):
+    if isinstance(rec, (OrderSent, ChildSent)):
         return rec.order.trade_id
     if isinstance(rec, (TradeOpened, ReportApplied, TimerFired, TradeClosed)):
         return rec.trade_id

@@ -1,0 +1,191 @@
+"""Child orders (分仓 and icebergs): one leg order split across sub-accounts and sliced.
+
+The pair-trade machine works with one order per leg (the *parent*). For an
+account with sub-accounts, the parent is split by the account's allocation
+rule (`execution.allocation`) and each part cut into iceberg slices of at most
+`iceberg_visible` lots. Slices of a part go one after another (the next when
+the previous is done); parts go at once. The venue sees only children
+(`<parent>/<n>`); their reports are folded back into parent reports, so the
+machine sees one order: its cumulative fill is the children's sum, it is done
+when no child is live and no slice waits. A status query of the parent asks
+every child and answers once all have.
+
+Pure: no sockets. The executor logs each child (`ChildSent`) before sending it,
+so after a restart `restore` rebuilds which children a parent has.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, StatusRequest, TimeInForce
+from execution.allocation import Allocator, iceberg_slices
+
+SEP = "/"
+
+
+def parent_of(cl_ord_id: str) -> str | None:
+    """The parent id of a child order id, None for an order that is not a child."""
+    head, sep, tail = cl_ord_id.rpartition(SEP)
+    return head if sep and tail.isdigit() else None
+
+
+class _Child:
+    __slots__ = ("req", "cum", "avg", "done", "rejected", "reason")
+
+    def __init__(self, req: OrderRequest) -> None:
+        self.req = req
+        self.cum = 0
+        self.avg = 0.0
+        self.done = False
+        self.rejected = False
+        self.reason = ""
+
+
+class _Parent:
+    __slots__ = ("req", "children", "queue", "acked", "cum", "cancelled", "asking")
+
+    def __init__(self, req: OrderRequest) -> None:
+        self.req = req
+        self.children: dict[str, _Child] = {}
+        self.queue: dict[str, list[int]] = {}  # sub-account -> iceberg slices still to send
+        self.acked = False
+        self.cum = 0
+        self.cancelled = False
+        self.asking: set[str] = set()  # children whose status answer is awaited
+
+    @property
+    def live(self) -> bool:
+        return any(not c.done for c in self.children.values()) or any(self.queue.values())
+
+    def avg(self) -> float:
+        return sum(c.cum * c.avg for c in self.children.values()) / self.cum if self.cum else 0.0
+
+
+class ChildRouter:
+    """Splits parent orders of accounts with sub-accounts; folds child reports into parent reports."""
+
+    def __init__(self, allocators: dict[str, Allocator], visible: dict[str, int]) -> None:
+        self.allocators = allocators
+        self.visible = visible
+        self._parents: dict[str, _Parent] = {}
+
+    def splits(self, order: OrderRequest) -> bool:
+        return order.account in self.allocators
+
+    def route(self, order: OrderRequest) -> tuple[list[OrderRequest], OrderEvent | None]:
+        """The children to send now for a new parent (the order itself if its account has no
+        sub-accounts), or the parent's REJECT when the sub-accounts cannot take the whole quantity."""
+        if not self.splits(order):
+            return [order], None
+        alloc = self.allocators[order.account].allocate(order.instrument, order.side, order.qty)
+        parent = _Parent(order)
+        if alloc.placed < order.qty:
+            return [], self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0,
+                                   reason=alloc.reason or f"ALLOC_NONE: account={order.account}")
+        self._parents[order.cl_ord_id] = parent
+        # a resting order is sliced; an IOC takes what is there now, so its parts go whole
+        visible = 0 if order.tif is TimeInForce.IOC else self.visible.get(order.account, 0)
+        out = []
+        for part in alloc.parts:
+            first, *rest = iceberg_slices(part.qty, visible)
+            parent.queue[part.account] = rest
+            out.append(self._child(parent, part.account, first))
+        return out, None
+
+    def _child(self, parent: _Parent, account: str, qty: int) -> OrderRequest:
+        n = len(parent.children) + 1
+        req = msgspec.structs.replace(parent.req, cl_ord_id=f"{parent.req.cl_ord_id}{SEP}{n}", account=account, qty=qty)
+        parent.children[req.cl_ord_id] = _Child(req)
+        return req
+
+    def parent_request(self, cl_ord_id: str) -> OrderRequest | None:
+        parent = self._parents.get(cl_ord_id)
+        return parent.req if parent is not None else None
+
+    def restore(self, parent: OrderRequest, child: OrderRequest) -> None:
+        """After a restart: `child` (logged as sent) belongs to `parent`."""
+        p = self._parents.setdefault(parent.cl_ord_id, _Parent(parent))
+        p.children.setdefault(child.cl_ord_id, _Child(child))
+
+    def cancel(self, req: CancelRequest) -> list[CancelRequest]:
+        parent = self._parents.get(req.cl_ord_id)
+        if parent is None:
+            return [req]
+        parent.cancelled = True
+        parent.queue = {}
+        return [msgspec.structs.replace(req, cl_ord_id=cl) for cl, c in parent.children.items() if not c.done]
+
+    def status(self, req: StatusRequest) -> list[StatusRequest]:
+        parent = self._parents.get(req.cl_ord_id)
+        if parent is None:
+            return [req]
+        parent.asking = set(parent.children)
+        return [msgspec.structs.replace(req, cl_ord_id=cl) for cl in parent.children]
+
+    def on_report(self, ev: OrderEvent) -> tuple[list[OrderEvent], list[OrderRequest]]:
+        """A child's report: the parent reports it makes, and the next slices to send."""
+        pid = parent_of(ev.cl_ord_id)
+        parent = self._parents.get(pid or "")
+        child = parent.children.get(ev.cl_ord_id) if parent is not None else None
+        if parent is None or child is None:
+            return [], []
+        out: list[OrderEvent] = []
+        et = ev.exec_type
+        if et is ExecType.REJECT:
+            child.done = child.rejected = True
+            child.reason = child.reason or ev.reason
+        elif et is ExecType.CANCEL_REJECT:
+            pass  # the child lives on; its status or fills tell the rest
+        else:
+            if ev.cum_qty > child.cum:
+                child.cum = ev.cum_qty
+                child.avg = ev.avg_px or ev.last_px or child.avg
+            if et is not ExecType.ACK and ev.leaves_qty <= 0:
+                child.done = True
+        if et is ExecType.ACK and not parent.acked:
+            parent.acked = True
+            out.append(self._event(parent, ExecType.ACK, 0, 0.0, "", leaves=parent.req.qty - parent.cum))
+        nxt: list[OrderRequest] = []
+        slices = parent.queue.get(child.req.account)
+        if child.done and slices:
+            if child.rejected or parent.cancelled:
+                slices.clear()
+            else:  # the next iceberg slice of this sub-account
+                nxt.append(self._child(parent, child.req.account, slices.pop(0)))
+        cum = sum(c.cum for c in parent.children.values())
+        done = not parent.live and not nxt
+        if cum > parent.cum:
+            delta = cum - parent.cum
+            parent.cum = cum
+            px = ev.last_px if ev.last_qty == delta and ev.last_px > 0 else child.avg
+            out.append(self._event(parent, ExecType.FILL, delta, px, f"{ev.cl_ord_id}#{child.cum}",
+                                   leaves=0 if done else parent.req.qty - cum, reason=ev.reason))
+        if ev.cl_ord_id in parent.asking:
+            parent.asking.discard(ev.cl_ord_id)
+            if not parent.asking:
+                out.append(self._answer(parent, done))
+        elif done and not (out and out[-1].exec_type is ExecType.FILL):
+            if parent.cum == 0 and all(c.rejected for c in parent.children.values()):
+                first = next(iter(parent.children.values()))
+                out.append(self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0, reason=first.reason))
+            else:
+                out.append(self._event(parent, ExecType.CANCELLED, 0, 0.0, "", leaves=0, reason=ev.reason))
+        if done:
+            self._parents.pop(parent.req.cl_ord_id, None)
+        return out, nxt
+
+    def _answer(self, parent: _Parent, done: bool) -> OrderEvent:
+        """The parent's status once every child answered."""
+        if parent.cum == 0 and all(c.rejected for c in parent.children.values()):
+            first = next(iter(parent.children.values()))
+            return self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0, reason=first.reason)
+        return self._event(parent, ExecType.STATUS, 0, 0.0, "", leaves=0 if done else parent.req.qty - parent.cum)
+
+    @staticmethod
+    def _event(parent: _Parent, et: ExecType, last_qty: int, last_px: float, exec_id: str, *, leaves: int,
+               reason: str = "") -> OrderEvent:
+        req = parent.req
+        return OrderEvent(cl_ord_id=req.cl_ord_id, exec_type=et, venue=req.venue, instrument=req.instrument,
+                          side=req.side, order_qty=req.qty, cum_qty=parent.cum, leaves_qty=leaves, last_qty=last_qty,
+                          last_px=last_px, avg_px=parent.avg(), exec_id=exec_id, reason=reason)
