@@ -260,7 +260,7 @@ def _journal_traffic(n: int) -> list[tuple[str, Envelope]]:
                                 side=Side.BUY, qty=3, price=556.04, purpose=OrderPurpose.OPEN, tick_recv_ns=now,
                                 sent_ns=now)
         elif k == 18:
-            src, topic = "executor", "exec.report.SHFE"
+            src, topic = "executor", "exec.fill.SHFE"
             body = OrderEvent(cl_ord_id=f"{tid}.a1", exec_type=ExecType.FILL, venue="SHFE", instrument="au",
                               side=Side.BUY, order_qty=3, cum_qty=3, leaves_qty=0, last_qty=3, last_px=556.04,
                               avg_px=556.04, exec_id=f"e{i}", recv_ns=now)
@@ -518,7 +518,7 @@ def bench_risk_state(crossings: int = 20) -> dict:
     with SystemRun("risk", body) as run:
         risk = run.sub("marginwatch", "risk.state")
         xpub = run.stand_in("fills")
-        _wait_subscription(xpub, "exec.report.", 20.0)
+        _wait_subscription(xpub, "exec.fill.", 20.0)
         pub = Publisher(xpub, "fills", time.time_ns())
 
         def next_state(want: RiskLevel, timeout: float = 10.0) -> tuple[RiskState, int]:
@@ -536,7 +536,7 @@ def bench_risk_state(crossings: int = 20) -> dict:
             buy = k % 2 == 0
             want = RiskLevel.WARN if buy else RiskLevel.NORMAL
             sent_wall = time.time_ns()
-            pub.publish("exec.report.COMEX", OrderEvent(
+            pub.publish("exec.fill.COMEX", OrderEvent(
                 cl_ord_id=f"B{k}.a1", exec_type=ExecType.FILL, venue="COMEX", instrument="GC",
                 side=Side.BUY if buy else Side.SELL, order_qty=1, cum_qty=1, leaves_qty=0, last_qty=1, last_px=2400.0,
                 avg_px=2400.0, exec_id=f"bench-{k}", recv_ns=time.monotonic_ns()))
