@@ -30,7 +30,8 @@ from bus.endpoints import Endpoints
 from bus.messages import CmdAck, Control, Heartbeat, KillSwitch
 from configs.schema import Config
 
-HOT_KINDS = {"simex", "ingest", "trigger", "executor"}
+HOT_KINDS = {"simex", "ingest", "trigger", "executor"}  # full scheduling priority
+PINNED_HOT = {"ingest", "trigger", "executor"}  # cpu_profile "latency": the tick's path shares CPU 0
 LIVE_STATES = {"ready", "running", "degraded"}
 STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {"journal"})
 
@@ -124,7 +125,7 @@ class Supervisor:
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)
         if self.cfg.run.cpu_profile == "latency" and (os.cpu_count() or 1) >= 2:
-            env["XMC_CPUS"] = "0" if a.kind in HOT_KINDS else "1"
+            env["XMC_CPUS"] = "0" if a.kind in PINNED_HOT else "1"
         # the tick's path wins the CPU when a tick wakes everyone at once
         env["XMC_NICE"] = "0" if a.kind in HOT_KINDS else str(self.cfg.run.background_nice)
         err = open(self.run_dir / "logs" / f"{a.name}.stderr", "ab")
