@@ -19,7 +19,7 @@ from typing import Callable
 
 import msgspec
 
-from actors.runtime import Actor, _Timer
+from actors.runtime import Actor, Timer
 from bus import topics
 from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
                           OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg)
@@ -75,7 +75,7 @@ class ExecutorActor(Actor):
             venues = a.venues or [v for v, vc in cfg.venues.items() if vc.kind == "sim"]
             for v in venues:
                 self.gateways[v] = SimGateway(v, client.send)
-        self._wake: _Timer | None = None
+        self._wake: Timer | None = None
         self._last_sent_ns = 0
         self.risk_latency_us = 0.0  # computed risk state -> received here, for the last RiskState
         self._wal_head: list[TradeOpened] = []

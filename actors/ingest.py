@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from actors.runtime import Actor, _Timer
+from actors.runtime import Actor
 from bus import topics
 from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote
 from feeds.adapter import PacedFeed
@@ -34,7 +34,6 @@ class IngestActor(Actor):
         self.rates: dict[str, float] = {}
         self._rate_t = time.monotonic()
         self.feed: PacedFeed | None = None
-        self._wake: _Timer | None = None
         if vcfg.kind == "sim":
             simex = [n for n, a in self.cfg.actors.items() if a.kind == "simex" and (not a.venues or self.venue in a.venues)]
             self.subscribe(simex, [f"raw.{self.venue}."], self._on_raw, name="venue")

@@ -14,7 +14,7 @@ import time
 import msgspec
 
 from actors.journal import audit_path
-from actors.runtime import Actor, _Timer
+from actors.runtime import Actor, Timer
 from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState
@@ -45,7 +45,7 @@ class MarginWatchActor(Actor):
         self.last_state: RiskState | None = None
         self.util = 0.0
         self._dirty = False
-        self._pending: _Timer | None = None
+        self._pending: Timer | None = None
         self._bootstrap_from_journal()
         self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
 

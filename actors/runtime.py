@@ -45,7 +45,9 @@ class Lifecycle(str, enum.Enum):
 SubHandler = Callable[[str, Envelope], None]
 
 
-class _Timer:
+class Timer:
+    """A scheduled callback of the poll loop; set `cancelled` to drop it."""
+
     __slots__ = ("due", "interval", "fn", "seq", "cancelled")
 
     def __init__(self, due: float, interval: float, fn: Callable[[], None], seq: int) -> None:
@@ -55,7 +57,7 @@ class _Timer:
         self.seq = seq
         self.cancelled = False
 
-    def __lt__(self, other: "_Timer") -> bool:
+    def __lt__(self, other: "Timer") -> bool:
         return (self.due, self.seq) < (other.due, other.seq)
 
 
@@ -81,7 +83,7 @@ class Actor:
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
         self._inbounds: list[Inbound] = []
-        self._timers: list[_Timer] = []
+        self._timers: list[Timer] = []
         self._timer_seq = 0
         self._stop = False
         self.handler_errors = 0
@@ -240,15 +242,15 @@ class Actor:
         self._cmd_channels[actor] = (client, handlers)
         return client
 
-    def every(self, interval_s: float, fn: Callable[[], None]) -> _Timer:
+    def every(self, interval_s: float, fn: Callable[[], None]) -> Timer:
         return self._add_timer(time.monotonic() + interval_s, interval_s, fn)
 
-    def after(self, delay_s: float, fn: Callable[[], None]) -> _Timer:
+    def after(self, delay_s: float, fn: Callable[[], None]) -> Timer:
         return self._add_timer(time.monotonic() + delay_s, 0.0, fn)
 
-    def _add_timer(self, due: float, interval: float, fn: Callable[[], None]) -> _Timer:
+    def _add_timer(self, due: float, interval: float, fn: Callable[[], None]) -> Timer:
         self._timer_seq += 1
-        t = _Timer(due, interval, fn, self._timer_seq)
+        t = Timer(due, interval, fn, self._timer_seq)
         heapq.heappush(self._timers, t)
         return t
 

@@ -15,7 +15,7 @@ import time
 
 import msgspec
 
-from actors.runtime import Actor, _Timer
+from actors.runtime import Actor, Timer
 from bus.messages import CancelRequest, CmdAck, Control, Envelope, ExecType, Message, OrderEvent, OrderRequest, Side, StatusRequest
 from feeds.simex.prices import PriceProcess
 from feeds.simex.venue import SimVenue, venue_seed
@@ -45,7 +45,7 @@ class SimexActor(Actor):
         self.peers: dict[str, bytes] = {}  # cl_ord_id -> session that sent it
         self.fill_log = open(self.run_dir / "state" / "simex-fills.jsonl", "ab")
         self._enc = msgspec.json.Encoder()
-        self._wake: _Timer | None = None
+        self._wake: Timer | None = None
         self.undeliverable = 0
         self.quotes = 0
         self._fills_seen = {n: 0 for n in names}
