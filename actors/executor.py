@@ -26,11 +26,11 @@ from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch
 from execution.allocation import Allocator
 from execution.gateway import OrderGateway, SimGateway
 from execution.ids import TradeIds, parse_cl_ord_id
-from execution.pairtrade import (Action, CancelOrder, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
+from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
                                  SignalInvalid, Transition, params_from_config)
-from execution.childorders import ChildRouter, parent_of
+from execution.childorders import ChildRouter, parent_of, session_down
 from execution.wal import (ChildSent, Halted, OrderSent, ReportApplied, Resumed, TimerFired, TradeClosed, TradeOpened,
-                           WalRecord, WriteAheadLog, recover)
+                           WalRecord, WriteAheadLog, compact, recover)
 from execution.wal import encode_frame as encode_wal
 from riskguard.fx import FxTable
 from riskguard.limits import PreTradeLimits
@@ -38,6 +38,7 @@ from riskguard.limits import PreTradeLimits
 TRADE_PREFIX = "T"
 KEEP_DONE = 5000  # settled trades kept in memory for late reports
 REHEARSE_S = 0.005
+WAL_COMPACT_BYTES = 8 * 1024 * 1024
 
 
 class ExecutorActor(Actor):
@@ -81,6 +82,9 @@ class ExecutorActor(Actor):
         self._wal_head: list[TradeOpened] = []
 
         wal_path = self.run_dir / "state" / f"{self.name}.wal"
+        if wal_path.exists() and wal_path.stat().st_size > WAL_COMPACT_BYTES:
+            report = compact(wal_path, self.params)  # keep only open trades: restarts stay fast
+            self.log.info("wal_compacted", records=report.records, bytes=report.valid_bytes)
         recovered = recover(wal_path, self.params)
         self.wal = WriteAheadLog(wal_path)
         if self.wal.scan.reason:
@@ -207,6 +211,9 @@ class ExecutorActor(Actor):
         if level is RiskLevel.HALTED or (level is not RiskLevel.NORMAL and not sig.closing):
             return f"RISK_STATE: state={level.value} closing={sig.closing}"
         p = self.params[sig.pair]
+        legs = sorted(leg.instrument for leg in sig.legs)
+        if legs != sorted((p.a.instrument, p.b.instrument)):
+            return f"SIGNAL_LEGS: pair={sig.pair} legs={','.join(legs)} want={p.a.instrument},{p.b.instrument}"
         busy = [t for t in self.open if self.trades[t].pair == sig.pair]
         if busy:
             return f"EXEC_PAIR_BUSY: pair={sig.pair} trade_id={busy[0]}"
@@ -255,8 +262,16 @@ class ExecutorActor(Actor):
             if trade is None:
                 self._orphan(ev)
                 return
+            if session_down(ev) and self._order_status(trade, ev.cl_ord_id) is not OrderStatus.SENT:
+                # a status or cancel that never reached the venue: the order stays in doubt, asked again
+                self.log.warning("answer_session_down", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, reason=ev.reason)
+                return
             self._apply_report(trade, ev, now)
         self._rearm()
+
+    @staticmethod
+    def _order_status(trade: PairTrade, cl_ord_id: str) -> OrderStatus | None:
+        return next((o.status for o in trade.order_views() if o.cl_ord_id == cl_ord_id), None)
 
     def _trade_of(self, cl_ord_id: str) -> PairTrade | None:
         parsed = parse_cl_ord_id(cl_ord_id)
@@ -303,13 +318,15 @@ class ExecutorActor(Actor):
     def _on_timer(self) -> None:
         self._wake = None
         now = time.monotonic_ns()
-        for trade_id in sorted(self.open):
-            trade = self.trades[trade_id]
-            due = trade.next_deadline_ns()
-            if due is not None and due <= now:
-                self.wal.append(TimerFired(trade_id=trade_id, now_ns=now))
-                self._run(trade, trade.on_timer(now), now)
-        self._rearm()
+        try:
+            for trade_id in sorted(self.open):
+                trade = self.trades[trade_id]
+                due = trade.next_deadline_ns()
+                if due is not None and due <= now:
+                    self.wal.append(TimerFired(trade_id=trade_id, now_ns=now))
+                    self._guarded(lambda t=trade: self._run(t, t.on_timer(now), now))
+        finally:
+            self._rearm()  # whatever happened, the next timeout stays armed
 
     def _rearm(self) -> None:
         dues = [d for t in self.open if (d := self.trades[t].next_deadline_ns()) is not None]
@@ -383,7 +400,9 @@ class ExecutorActor(Actor):
                 units = trade.signal.legs[0].qty // max(1, p.a.ratio)
                 self.limits.on_pair_units(trade.pair, units * trade.signal.direction.sign)
             while len(self.done) > KEEP_DONE:
-                self.trades.pop(self.done.popleft(), None)
+                old = self.done.popleft()
+                if old not in self.open:  # a late fill may have reopened it
+                    self.trades.pop(old, None)
         elif trade.trade_id not in self.open and not trade.is_done:
             self.open.add(trade.trade_id)  # a late fill reopened a settled trade
 

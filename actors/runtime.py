@@ -202,7 +202,7 @@ class Actor:
             status, first_missing = SeqStatus.GAP, 1  # joined late: fetch what came before
         if status is SeqStatus.GAP:
             self.log.warning("bus_gap", src=env.src, topic=topic, first_missing=first_missing, last_missing=env.seq - 1)
-            self.on_gap(env.src, topic, first_missing, env.seq - 1)
+            self._guarded(self.on_gap, env.src, topic, first_missing, env.seq - 1)
         elif status is SeqStatus.RESTART:
             self.log.info("publisher_restarted", src=env.src, topic=topic)
         self.msgs_in += 1
@@ -341,7 +341,12 @@ class Actor:
             self.msgs_in += 1
             body = env.body
             if isinstance(body, Control):
-                reply: Message | None = self.on_control(body)
+                try:
+                    reply: Message | None = self.on_control(body)
+                except Exception as exc:
+                    self.handler_errors += 1
+                    self.log.error("handler_error", error=repr(exc), tb=traceback.format_exc(limit=8))
+                    reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
             elif isinstance(body, ReplaySince):
                 frames = self.pub.replay_since(body.prefix, body.since, body.epoch)
                 for frame in frames:
@@ -381,7 +386,11 @@ class Actor:
                 if body.cmd == "stop":
                     self._stop = True
                 else:
-                    self.tell_supervisor(self.on_control(body))
+                    try:
+                        self.tell_supervisor(self.on_control(body))
+                    except Exception as exc:
+                        self.handler_errors += 1
+                        self.log.error("handler_error", error=repr(exc), tb=traceback.format_exc(limit=8))
 
     def counters(self) -> Heartbeat:
         decode_errors = self.cmd_decode_errors + sum(i.decode_errors for i in self._inbounds)

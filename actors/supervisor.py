@@ -51,6 +51,7 @@ class ActorProc:
         self.started = 0.0
         self.last_hb = 0.0
         self.hb: Heartbeat | None = None
+        self.epoch = 0
         self.restart_due: float | None = None
         self.expected_exit = False
 
@@ -198,7 +199,8 @@ class Supervisor:
                 self._bad("supervisor.ctl", f"unexpected {type(body).__name__} from {peer!r}")
                 continue
             if a.external:
-                if a.hb is not None and body.pid != a.hb.pid:
+                # a container restart may reuse the pid (pid 1): the actor's epoch tells a new process
+                if a.hb is not None and (body.pid != a.hb.pid or env.epoch != a.epoch):
                     a.restarts += 1
                     a.state = "starting"
                     self.log.warning("actor_restarted_externally", target=a.name, child_pid=body.pid)
@@ -206,6 +208,7 @@ class Supervisor:
                 continue  # a late heartbeat of a process already replaced
             first_ready = a.state in ("starting", "stopped") and body.state in LIVE_STATES
             a.hb = body
+            a.epoch = env.epoch
             a.last_hb = time.monotonic()
             # "faulted" is the supervisor's verdict on a crash loop; an actor reporting its own start
             # failure is about to exit and be restarted

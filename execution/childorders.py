@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, StatusRequest, TimeInForce
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderPurpose, OrderRequest, StatusRequest, TimeInForce
 from execution.allocation import Allocator, iceberg_slices
 
 SEP = "/"
+KEEP_FINISHED = 10_000
+UNWINDS = (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)
+
+
+def session_down(ev: OrderEvent) -> bool:
+    """An answer that says the session was down: the request never reached the venue."""
+    return ev.exec_type in (ExecType.REJECT, ExecType.CANCEL_REJECT) and ev.reason.startswith("SESSION_DOWN")
 
 
 def parent_of(cl_ord_id: str) -> str | None:
@@ -31,10 +38,11 @@ def parent_of(cl_ord_id: str) -> str | None:
 
 
 class _Child:
-    __slots__ = ("req", "cum", "avg", "done", "rejected", "reason")
+    __slots__ = ("req", "cum", "avg", "done", "rejected", "reason", "answered")
 
     def __init__(self, req: OrderRequest) -> None:
         self.req = req
+        self.answered = False  # the venue said something about it (so a later SESSION_DOWN is not its fate)
         self.cum = 0
         self.avg = 0.0
         self.done = False
@@ -69,6 +77,9 @@ class ChildRouter:
         self.allocators = allocators
         self.visible = visible
         self._parents: dict[str, _Parent] = {}
+        self._finished: dict[str, _Parent] = {}  # recently done parents, for late child fills
+        self._trade_held: dict[tuple[str, str], dict[str, int]] = {}  # (trade, instrument) -> sub-account -> lots
+        self._positions: dict[str, dict[str, int]] = {}  # instrument -> sub-account -> lots (for the lot caps)
 
     def splits(self, order: OrderRequest) -> bool:
         return order.account in self.allocators
@@ -78,20 +89,39 @@ class ChildRouter:
         sub-accounts), or the parent's REJECT when the sub-accounts cannot take the whole quantity."""
         if not self.splits(order):
             return [order], None
-        alloc = self.allocators[order.account].allocate(order.instrument, order.side, order.qty)
         parent = _Parent(order)
-        if alloc.placed < order.qty:
-            return [], self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0,
-                                   reason=alloc.reason or f"ALLOC_NONE: account={order.account}")
+        parts = self._unwind_parts(order) if order.purpose in UNWINDS else None
+        if parts is None:
+            alloc = self.allocators[order.account].allocate(order.instrument, order.side, order.qty,
+                                                            self._positions.get(order.instrument, {}))
+            if alloc.placed < order.qty:
+                return [], self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0,
+                                       reason=alloc.reason or f"ALLOC_NONE: account={order.account}")
+            parts = [(p.account, p.qty) for p in alloc.parts]
         self._parents[order.cl_ord_id] = parent
         # a resting order is sliced; an IOC takes what is there now, so its parts go whole
         visible = 0 if order.tif is TimeInForce.IOC else self.visible.get(order.account, 0)
         out = []
-        for part in alloc.parts:
-            first, *rest = iceberg_slices(part.qty, visible)
-            parent.queue[part.account] = rest
-            out.append(self._child(parent, part.account, first))
+        for account, qty in parts:
+            first, *rest = iceberg_slices(qty, visible)
+            parent.queue[account] = rest
+            out.append(self._child(parent, account, first))
         return out, None
+
+    def _unwind_parts(self, order: OrderRequest) -> list[tuple[str, int]] | None:
+        """An unwind flattens each sub-account's own holding of this trade's leg (None: nothing known)."""
+        held = self._trade_held.get((order.trade_id, order.instrument), {})
+        parts, left = [], order.qty
+        for account, lots in held.items():
+            take = min(left, -order.side.sign * lots)  # a SELL unwinds longs, a BUY shorts
+            if take > 0:
+                parts.append((account, take))
+                left -= take
+        if not parts:
+            return None
+        if left > 0:
+            parts[0] = (parts[0][0], parts[0][1] + left)
+        return parts
 
     def _child(self, parent: _Parent, account: str, qty: int) -> OrderRequest:
         n = len(parent.children) + 1
@@ -125,24 +155,33 @@ class ChildRouter:
 
     def on_report(self, ev: OrderEvent) -> tuple[list[OrderEvent], list[OrderRequest]]:
         """A child's report: the parent reports it makes, and the next slices to send."""
-        pid = parent_of(ev.cl_ord_id)
-        parent = self._parents.get(pid or "")
+        pid = parent_of(ev.cl_ord_id) or ""
+        finished = pid not in self._parents
+        parent = self._parents.get(pid) or self._finished.get(pid)
         child = parent.children.get(ev.cl_ord_id) if parent is not None else None
         if parent is None or child is None:
             return [], []
         out: list[OrderEvent] = []
         et = ev.exec_type
+        first_answer = not child.answered
+        child.answered = True
+        if session_down(ev) and not first_answer:
+            return [], []  # a query that never reached the venue: the child stays as it was, asked again later
+        prev_cum, prev_avg = child.cum, child.avg
         if et is ExecType.REJECT:
-            child.done = child.rejected = True
-            child.reason = child.reason or ev.reason
-        elif et is ExecType.CANCEL_REJECT:
-            pass  # the child lives on; its status or fills tell the rest
-        else:
+            if not child.done:
+                child.done = child.rejected = True
+                child.reason = child.reason or ev.reason
+        elif et is not ExecType.CANCEL_REJECT:  # a refused cancel: the child lives on
             if ev.cum_qty > child.cum:
                 child.cum = ev.cum_qty
                 child.avg = ev.avg_px or ev.last_px or child.avg
             if et is not ExecType.ACK and ev.leaves_qty <= 0:
                 child.done = True
+        if child.cum > prev_cum:
+            self._held(parent, child.req.account, child.cum - prev_cum)
+        if finished:  # a late fill of a parent already reported done reopens it in the trade
+            return self._fold_fill(parent, ev, child, prev_cum, prev_avg, leaves=0), []
         if et is ExecType.ACK and not parent.acked:
             parent.acked = True
             out.append(self._event(parent, ExecType.ACK, 0, 0.0, "", leaves=parent.req.qty - parent.cum))
@@ -153,33 +192,57 @@ class ChildRouter:
                 slices.clear()
             else:  # the next iceberg slice of this sub-account
                 nxt.append(self._child(parent, child.req.account, slices.pop(0)))
-        cum = sum(c.cum for c in parent.children.values())
         done = not parent.live and not nxt
-        if cum > parent.cum:
-            delta = cum - parent.cum
-            parent.cum = cum
-            px = ev.last_px if ev.last_qty == delta and ev.last_px > 0 else child.avg
-            out.append(self._event(parent, ExecType.FILL, delta, px, f"{ev.cl_ord_id}#{child.cum}",
-                                   leaves=0 if done else parent.req.qty - cum, reason=ev.reason))
-        if ev.cl_ord_id in parent.asking:
-            parent.asking.discard(ev.cl_ord_id)
-            if not parent.asking:
-                out.append(self._answer(parent, done))
-        elif done and not (out and out[-1].exec_type is ExecType.FILL):
-            if parent.cum == 0 and all(c.rejected for c in parent.children.values()):
-                first = next(iter(parent.children.values()))
-                out.append(self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0, reason=first.reason))
-            else:
-                out.append(self._event(parent, ExecType.CANCELLED, 0, 0.0, "", leaves=0, reason=ev.reason))
+        cum = sum(c.cum for c in parent.children.values())
+        out += self._fold_fill(parent, ev, child, prev_cum, prev_avg, leaves=0 if done else parent.req.qty - cum)
+        answered = ev.cl_ord_id in parent.asking
+        parent.asking.discard(ev.cl_ord_id)
         if done:
-            self._parents.pop(parent.req.cl_ord_id, None)
+            parent.asking.clear()
+            if not (out and out[-1].exec_type is ExecType.FILL):  # the trade must hear that the parent is over
+                out.append(self._answer(parent, done=True) if answered else self._end(parent, ev.reason))
+            self._retire(parent)
+        elif answered and not parent.asking:
+            out.append(self._answer(parent, done=False))
         return out, nxt
 
-    def _answer(self, parent: _Parent, done: bool) -> OrderEvent:
-        """The parent's status once every child answered."""
+    def _fold_fill(self, parent: _Parent, ev: OrderEvent, child: _Child, prev_cum: int, prev_avg: float,
+                   leaves: int) -> list[OrderEvent]:
+        cum = sum(c.cum for c in parent.children.values())
+        if cum <= parent.cum:
+            return []
+        delta = cum - parent.cum
+        parent.cum = cum
+        child_delta = child.cum - prev_cum
+        px = (child.cum * child.avg - prev_cum * prev_avg) / child_delta if child_delta > 0 else child.avg
+        return [self._event(parent, ExecType.FILL, delta, px, f"{ev.cl_ord_id}#{child.cum}", leaves=leaves,
+                            reason=ev.reason)]
+
+    def _end(self, parent: _Parent, reason: str) -> OrderEvent:
         if parent.cum == 0 and all(c.rejected for c in parent.children.values()):
             first = next(iter(parent.children.values()))
             return self._event(parent, ExecType.REJECT, 0, 0.0, "", leaves=0, reason=first.reason)
+        return self._event(parent, ExecType.CANCELLED, 0, 0.0, "", leaves=0, reason=reason)
+
+    def _retire(self, parent: _Parent) -> None:
+        self._parents.pop(parent.req.cl_ord_id, None)
+        self._finished[parent.req.cl_ord_id] = parent
+        while len(self._finished) > KEEP_FINISHED:
+            self._finished.pop(next(iter(self._finished)))
+
+    def _held(self, parent: _Parent, account: str, qty: int) -> None:
+        """Lots a sub-account now holds for this trade's leg (signed), and in total for the instrument."""
+        req = parent.req
+        key = (req.trade_id, req.instrument)
+        book = self._trade_held.setdefault(key, {})
+        book[account] = book.get(account, 0) + req.side.sign * qty
+        pos = self._positions.setdefault(req.instrument, {})
+        pos[account] = pos.get(account, 0) + req.side.sign * qty
+
+    def _answer(self, parent: _Parent, done: bool) -> OrderEvent:
+        """The parent's status once every child answered."""
+        if done and parent.cum == 0 and all(c.rejected for c in parent.children.values()):
+            return self._end(parent, "")
         return self._event(parent, ExecType.STATUS, 0, 0.0, "", leaves=0 if done else parent.req.qty - parent.cum)
 
     @staticmethod

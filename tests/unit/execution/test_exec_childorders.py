@@ -119,3 +119,53 @@ def test_restored_children_answer_a_status_query_after_a_restart() -> None:
     for child in (a, b):
         fresh.restore(parent(), child)
     assert len(fresh.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))) == 2
+
+
+def test_session_down_answer_to_a_status_query_leaves_the_child_in_doubt() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(a, ExecType.ACK))
+    r.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    events, _ = r.on_report(report(a, ExecType.REJECT, leaves=0, reason="SESSION_DOWN: venue=SHFE"))
+    assert events == []
+    events, _ = r.on_report(report(a, ExecType.FILL, cum=2, last=2))  # it was alive all along
+    assert [(e.exec_type, e.cum_qty) for e in events] == [(ExecType.FILL, 2)]
+
+
+def test_session_down_answer_to_a_new_child_is_a_real_reject() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(a, ExecType.REJECT, leaves=0, reason="SESSION_DOWN: venue=SHFE"))
+    events, _ = r.on_report(report(b, ExecType.REJECT, leaves=0, reason="SESSION_DOWN: venue=SHFE"))
+    assert [e.exec_type for e in events] == [ExecType.REJECT]
+
+
+def test_late_child_fill_after_the_parent_was_done_is_reported_as_a_fill() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(a, ExecType.CANCELLED, cum=0, leaves=0))
+    events, _ = r.on_report(report(b, ExecType.CANCELLED, cum=0, leaves=0))
+    assert [e.exec_type for e in events] == [ExecType.CANCELLED]
+    events, _ = r.on_report(report(b, ExecType.STATUS, cum=1, leaves=0))
+    assert [(e.exec_type, e.last_qty, e.cum_qty, e.leaves_qty) for e in events] == [(ExecType.FILL, 1, 1, 0)]
+
+
+def test_parent_finishing_during_a_status_round_still_tells_the_trade() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(b, ExecType.FILL, cum=1, last=1))
+    r.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    events, _ = r.on_report(report(a, ExecType.STATUS, cum=0, leaves=0))  # a expired unfilled; b not answered yet
+    assert events and events[-1].exec_type in (ExecType.STATUS, ExecType.CANCELLED) and events[-1].leaves_qty == 0
+    assert events[-1].cum_qty == 1
+
+
+def test_unwind_is_routed_to_the_sub_accounts_that_hold_the_fills() -> None:
+    r = router()
+    a, b = r.route(parent(qty=3))[0]  # round robin: cn-a 2, cn-b 1
+    r.on_report(report(a, ExecType.FILL, cum=2, last=2))
+    r.on_report(report(b, ExecType.FILL, cum=1, last=1))
+    unwind = OrderRequest(cl_ord_id="T000001.a2", trade_id="T000001", account="cn", venue="SHFE", instrument="au",
+                          side=Side.SELL, qty=3, price=None, tif=TimeInForce.IOC, purpose=OrderPurpose.ROLLBACK)
+    children, _ = r.route(unwind)
+    assert sorted((c.account, c.qty) for c in children) == [("cn-a", 2), ("cn-b", 1)]
