@@ -134,9 +134,13 @@ class ChildRouter:
         return parent.req if parent is not None else None
 
     def restore(self, parent: OrderRequest, child: OrderRequest) -> None:
-        """After a restart: `child` (logged as sent) belongs to `parent`."""
+        """After a restart: `child` (logged as sent) belongs to `parent`. Slices not yet sent wait
+        behind the last child logged (the allocation's original split is not logged)."""
         p = self._parents.setdefault(parent.cl_ord_id, _Parent(parent))
         p.children.setdefault(child.cl_ord_id, _Child(child))
+        left = parent.qty - sum(c.req.qty for c in p.children.values())
+        visible = 0 if parent.tif is TimeInForce.IOC else self.visible.get(parent.account, 0)
+        p.queue = {child.account: list(iceberg_slices(left, visible))} if left > 0 and visible else {}
 
     def cancel(self, req: CancelRequest) -> list[CancelRequest]:
         parent = self._parents.get(req.cl_ord_id)

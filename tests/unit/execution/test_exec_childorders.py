@@ -169,3 +169,12 @@ def test_unwind_is_routed_to_the_sub_accounts_that_hold_the_fills() -> None:
                           side=Side.SELL, qty=3, price=None, tif=TimeInForce.IOC, purpose=OrderPurpose.ROLLBACK)
     children, _ = r.route(unwind)
     assert sorted((c.account, c.qty) for c in children) == [("cn-a", 2), ("cn-b", 1)]
+
+
+def test_restored_iceberg_parent_keeps_its_unsent_slices() -> None:
+    r = router(allocation="single", visible=1)
+    (a,), _ = r.route(parent(qty=3, tif=TimeInForce.DAY))
+    fresh = router(allocation="single", visible=1)
+    fresh.restore(parent(qty=3, tif=TimeInForce.DAY), a)
+    events, nxt = fresh.on_report(report(a, ExecType.FILL, cum=1, last=1))
+    assert [(c.account, c.qty) for c in nxt] == [("cn-a", 1)] and events[0].leaves_qty == 2
