@@ -13,7 +13,7 @@ from bus import topics
 from bus.auditstore import AuditWriter, row_of
 from bus.codec import Codec, FrameError
 from bus.command import CommandClient
-from bus.messages import CmdAck, Envelope, ReplayRequest, Replayed
+from bus.messages import CmdAck, Envelope, ReplayRequest, ReplaySince, Replayed
 from bus.pubsub import Inbound
 from actors.runtime import Actor
 
@@ -48,10 +48,24 @@ class JournalActor(Actor):
         self._pending_replays: dict[tuple[str, int], int] = {}  # (publisher, req id) -> incident id
         self.gap_incidents = 0
         self.replayed = 0
+        self._epochs: dict[str, int] = {}  # publisher -> the epoch whose buffered frames were fetched
         self.every(FLUSH_S, self.store.flush)
 
     def _on_frame(self, topic: str, env: Envelope) -> None:
         self.store.add(row_of(topic, env))
+        if self._epochs.get(env.src) != env.epoch and env.src in self.cfg.actors:
+            # a publisher seen for the first time, or restarted: what it sent before we (re)connected
+            # is fetched from its replay buffer, whether or not a later frame would reveal a gap
+            self._epochs[env.src] = env.epoch
+            incident = self.store.incident("catch_up", env.src, "*", None, None, detail=f"epoch={env.epoch}")
+            req = self._client(env.src).send(ReplaySince(prefix="", since={}, epoch=0))
+            self._pending_replays[(env.src, req)] = incident
+
+    def _client(self, src: str) -> CommandClient:
+        client = self._replay_clients.get(src)
+        if client is None:
+            client = self._replay_clients[src] = self.connect_command(src, lambda env, s=src: self._on_replay(s, env))
+        return client
 
     def after_drain(self) -> None:
         if self.store.pending >= FLUSH_ROWS:
@@ -63,10 +77,7 @@ class JournalActor(Actor):
         incident = self.store.incident("catch_up" if first == 1 else "gap", src, topic, first, last)
         if src not in self.cfg.actors:
             return
-        client = self._replay_clients.get(src)
-        if client is None:
-            client = self._replay_clients[src] = self.connect_command(src, lambda env, s=src: self._on_replay(s, env))
-        req = client.send(ReplayRequest(topic=topic, first=first, last=last))
+        req = self._client(src).send(ReplayRequest(topic=topic, first=first, last=last))
         self._pending_replays[(src, req)] = incident
 
     def _on_replay(self, src: str, env: Envelope) -> None:

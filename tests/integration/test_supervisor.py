@@ -157,7 +157,7 @@ def test_sequence_gap_is_detected_recorded_and_filled_from_the_publisher(tmp_pat
         db = sqlite3.connect(run_dir / "journal.sqlite")
         try:
             seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE src='feed' ORDER BY seq")]
-            inc = db.execute("SELECT kind, first_seq, last_seq, recovered FROM incidents").fetchall()
+            inc = db.execute("SELECT kind, first_seq, last_seq, recovered FROM incidents WHERE kind = 'gap'").fetchall()
         finally:
             db.close()
         return [seqs, inc] if seqs == [1, 2, 3, 4, 5, 6] and inc and inc[0][3] == 2 else None
