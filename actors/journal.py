@@ -31,7 +31,6 @@ def audit_path(run_dir: str | Path) -> Path:
 class JournalActor(Actor):
     kind = "journal"
     replay_depth = 0
-    complete_history = True
 
     def setup(self) -> None:
         self.store = AuditWriter(audit_path(self.run_dir))

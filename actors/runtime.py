@@ -66,7 +66,6 @@ class Actor:
 
     kind: ClassVar[str] = ""
     replay_depth: ClassVar[int] = 4096  # frames per topic kept for ReplayRequest (journal gap fill)
-    complete_history: ClassVar[bool] = False  # treat joining a publisher late as a gap to fill
 
     def __init__(self, name: str, cfg: Config, run_dir: str | Path) -> None:
         self.name = name
@@ -198,8 +197,6 @@ class Actor:
         status, first_missing = inbound.seq.check(topic, env)
         if status is SeqStatus.DUP:
             return
-        if status is SeqStatus.FIRST and env.seq > 1 and self.complete_history:
-            status, first_missing = SeqStatus.GAP, 1  # joined late: fetch what came before
         if status is SeqStatus.GAP:
             self.log.warning("bus_gap", src=env.src, topic=topic, first_missing=first_missing, last_missing=env.seq - 1)
             self._guarded(self.on_gap, env.src, topic, first_missing, env.seq - 1)
