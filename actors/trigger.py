@@ -101,9 +101,9 @@ class TriggerActor(Actor):
         if not isinstance(ev, PairTradeEvent) or (ev.state not in TERMINAL and ev.state != REJECTED):
             return
         sig = self.open_signals.pop(ev.signal_id, None)
-        if sig is None:
-            return
-        pc = self.cfg.pairs[ev.pair]
+        pc = self.cfg.pairs.get(ev.pair)
+        if sig is None or pc is None or sig.pair != ev.pair:
+            return  # not one of this trigger's open signals
         if ev.state in (REJECTED, "CANCELLED", "ROLLED_BACK") or len(ev.legs) != 2:
             units = 0
         else:
