@@ -22,7 +22,8 @@ import msgspec
 from actors.runtime import Actor, Timer
 from bus import topics
 from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
-                          OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg)
+                          OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg,
+                          StepDone)
 from execution.allocation import Allocator
 from execution.gateway import OrderGateway, SimGateway
 from execution.ids import TradeIds, parse_cl_ord_id
@@ -61,6 +62,12 @@ class ExecutorActor(Actor):
                       "orphan_reports": 0, "recovered": 0}
         self.s2o_us: deque[float] = deque(maxlen=2000)
         self._fill_avg: dict[str, tuple[int, float]] = {}  # cl_ord_id -> (qty, avg price) published as filled
+        # lockstep: a signal waits until marginwatch has answered its step, so the risk level it is judged
+        # by is the one the trigger saw
+        self.risk_paced = cfg.run.lockstep.enabled and any(a.kind == "marginwatch" and a.enabled
+                                                             for a in cfg.actors.values())
+        self.risk_step = -1
+        self.parked: list[tuple[str, Envelope]] = []
 
         actors = cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
@@ -144,9 +151,15 @@ class ExecutorActor(Actor):
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
-            self.risk_latency_us = (time.monotonic_ns() - env.body.ts_ns) / 1e3
+            if not self.risk_paced:  # in lockstep the state is stamped with venue time
+                self.risk_latency_us = (time.monotonic_ns() - env.body.ts_ns) / 1e3
             self.published = env.body.state
             self._apply_risk(env.body.reason)
+        elif isinstance(env.body, StepDone):
+            self.risk_step = env.body.step  # the latest: it goes back to 0 if simex restarts
+            parked, self.parked = self.parked, []
+            for sig_topic, sig_env in parked:
+                self._on_signal(sig_topic, sig_env)
 
     def on_kill(self, kill: KillSwitch) -> None:
         self._apply_risk(f"KILL_SWITCH: reason={kill.reason}" if kill.halted else "KILL_SWITCH: released")
@@ -170,6 +183,9 @@ class ExecutorActor(Actor):
     def _on_signal(self, topic: str, env: Envelope) -> None:
         sig = env.body
         if not isinstance(sig, Signal):
+            return
+        if self.risk_paced and sig.step > self.risk_step:
+            self.parked.append((topic, env))
             return
         recv = time.monotonic_ns()
         self.stats["signals"] += 1

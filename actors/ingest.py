@@ -5,6 +5,10 @@ latency measurement), publishes ``md.<venue>.<instrument>`` (`Quote`, or
 `FxRate` for a currency pair), watches each instrument for a stale feed and
 reports per-instrument quote rates to `xmc status`. Bad records are counted
 by the adapter and never stop the actor.
+
+Lockstep (``run.lockstep``): simex's `Step` markers are passed on in stream
+order on ``md.<venue>.~step``; there is no stale-feed check, since the
+market clock stands still while a trade is in flight.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 
 from actors.runtime import Actor
 from bus import topics
-from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote
+from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote, Step
 from feeds.adapter import PacedFeed
 
 REPLAY_BATCH = 500  # records per loop turn when replaying as fast as possible
@@ -48,13 +52,16 @@ class IngestActor(Actor):
                 self.after(vcfg.replay.wait_timeout_s, lambda: self._start_replay("wait_timeout"))
             else:
                 self._start_replay("no_wait")
-        self.every(max(0.05, vcfg.stale_ms / 4000.0), self._check_stale)
+        if not self.cfg.run.lockstep.enabled:
+            self.every(max(0.05, vcfg.stale_ms / 4000.0), self._check_stale)
         self.every(1.0, self._roll_rates)
 
     def _on_raw(self, topic: str, env: Envelope) -> None:
         q = env.body
         if isinstance(q, Quote):
             self._emit_quote(q)
+        elif isinstance(q, Step) and q.venue == self.venue:
+            self.publish(topics.md(self.venue, topics.STEP_SYMBOL), q)
 
     def _emit_quote(self, q: Quote) -> None:
         now = time.monotonic_ns()

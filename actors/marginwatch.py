@@ -4,6 +4,12 @@ It consumes quotes and FX from every ingest and fills from the executor,
 publishes a `MarginSnapshot` on `risk.margin` on a timer and after every fill,
 and the `RiskState` on `risk.state` at once when it changes (and on the timer,
 so a restarted subscriber learns it). Alerts go to `risk.alert` and the log.
+
+Lockstep (``run.lockstep``): market data is taken as it comes, and risk is
+evaluated once per market step, on venue time, when every ingest's `Step`
+marker has arrived and the fills seen add up to the quantity simex had filled
+when it released the step; then `StepDone` goes out on ``risk.state.step``,
+behind the RiskState it covers. The timer only repeats the last state.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from actors.journal import audit_path
 from actors.runtime import Actor, Timer
 from bus.auditstore import AuditReader
 from bus import topics
-from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState
+from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState, Step, StepDone
 from riskguard.watch import MarginWatch
 
 
@@ -35,8 +41,17 @@ class MarginWatchActor(Actor):
                                  cross_account_credits=self.cfg.risk.cross_account_credits)
         ingest = [n for n, a in self.cfg.actors.items() if a.kind == "ingest"]
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
-        # marks and FX are needed per evaluation, not per tick: pull them in batches
-        self.pull(ingest, topics.MD, MD_PULL_S, self._on_md, name="md")
+        self.lockstep = self.cfg.run.lockstep.enabled
+        self.feeds = frozenset(n for n in ingest if self.cfg.actors[n].enabled)
+        self.markers: dict[int, set[str]] = {}  # lockstep: step -> feeds whose marker arrived
+        self.steps: dict[int, Step] = {}
+        self.step_done = -1
+        self.filled_qty = 0  # quantity of every fill taken into the positions
+        if self.lockstep:
+            self.subscribe(ingest, [topics.MD], self._on_md, name="md")
+        else:
+            # marks and FX are needed per evaluation, not per tick: pull them in batches
+            self.pull(ingest, topics.MD, MD_PULL_S, self._on_md, name="md")
         # positions: the executor's fill stream as it happens, its replay buffer as a safety net,
         # and the journal for what came before this process started
         self.subscribe(executors, [EXEC_FILL], self._on_report, name="exec")
@@ -60,7 +75,10 @@ class MarginWatchActor(Actor):
         except (sqlite3.Error, msgspec.ValidationError) as exc:
             self.log.error("positions_bootstrap_failed", error=repr(exc))
             return
-        self.fills += sum(self.watch.on_fill(ev) for ev in fills)
+        for ev in fills:
+            if self.watch.on_fill(ev):
+                self.fills += 1
+                self.filled_qty += ev.last_qty
         self.log.info("positions_bootstrapped", fills=len(fills), positions=len(self.watch.positions()))
 
     def warm(self) -> None:
@@ -68,18 +86,32 @@ class MarginWatchActor(Actor):
 
     def _on_md(self, topic: str, env: Envelope) -> None:
         body = env.body
+        if self.lockstep and isinstance(body, (Quote, FxRate)):  # ages run on venue time
+            body = msgspec.structs.replace(body, recv_ns=body.exch_ts_ns)
         if isinstance(body, Quote):
             self.watch.on_quote(body)
         elif isinstance(body, FxRate):
             self.watch.on_fx(body)
+        elif isinstance(body, Step) and self.lockstep:
+            if body.step == 0 and self.step_done > 0:  # simex restarted: its market starts over
+                self.markers.clear()
+                self.steps.clear()
+                self.step_done = -1
+            if body.step > self.step_done:
+                self.markers.setdefault(body.step, set()).add(env.src)
+                self.steps[body.step] = body
 
     def _on_report(self, topic: str, env: Envelope) -> None:
         ev = env.body
         if isinstance(ev, OrderEvent) and ev.exec_type is ExecType.FILL and ev.last_qty > 0 and self.watch.on_fill(ev):
             self.fills += 1
+            self.filled_qty += ev.last_qty
             self._dirty = True
 
     def after_drain(self) -> None:
+        if self.lockstep:
+            self._lockstep()
+            return
         # a pair trade's fills come in a burst: one evaluation shortly after its first fill
         if self._dirty and self._pending is None:
             self._pending = self.after(FILL_COALESCE_S, self._on_fills)
@@ -94,11 +126,34 @@ class MarginWatchActor(Actor):
         self.watch.set_kill(kill.halted, kill.reason, time.monotonic_ns())
         self._evaluate(periodic=False)
 
+    def _lockstep(self) -> None:
+        """Evaluate every step whose markers are all in and whose fills have all arrived."""
+        while True:
+            ready = [k for k, srcs in self.markers.items() if srcs >= self.feeds]
+            if not ready:
+                return
+            k = min(ready)
+            step = self.steps[k]
+            if self.filled_qty < step.fill_qty:
+                return  # the executor has not published every fill made before this step yet
+            del self.markers[k]
+            del self.steps[k]
+            self._dirty = False
+            self._evaluate(periodic=False, now_ns=step.ts_ns)
+            self.step_done = k
+            self.publish(topics.RISK_STEP, StepDone(step=k))
+
     def _tick(self) -> None:
+        if self.lockstep:  # risk moves with the market steps only; repeat what subscribers may have missed
+            if self.last_state is not None:
+                self.publish(topics.RISK_STATE, self.last_state)
+            if self.step_done >= 0:
+                self.publish(topics.RISK_STEP, StepDone(step=self.step_done))
+            return
         self._evaluate(periodic=True)
 
-    def _evaluate(self, periodic: bool) -> None:
-        ev = self.watch.evaluate(time.monotonic_ns())
+    def _evaluate(self, periodic: bool, now_ns: int | None = None) -> None:
+        ev = self.watch.evaluate(time.monotonic_ns() if now_ns is None else now_ns)
         if ev.changed or periodic:
             self.publish(topics.RISK_STATE, ev.state)
         self.publish(topics.RISK_MARGIN, ev.snapshot)

@@ -7,6 +7,14 @@ command ROUTER and execution reports go back to the session that sent the
 order, after the venue's configured latency (in venue time). Every fill the
 venue makes is also published on ``venue.fill.<venue>`` and appended to
 ``state/simex-fills.jsonl``: the venue's own drop copy, to reconcile against.
+
+Lockstep (``run.lockstep``): venue time is no longer the wall clock. simex
+releases one market step (every quote due at the next grid time) followed by
+a `Step` marker on each venue's stream, then waits for the trigger's
+`StepDone` before the next one. Orders are handled at the step's venue time
+and their reports delivered at once, so venue time stands still while a trade
+is in flight. Before step 1 it sends probe markers (step 0) every
+`PROBE_S` until the trigger answers: the whole path is then subscribed.
 """
 
 from __future__ import annotations
@@ -16,11 +24,16 @@ import time
 import msgspec
 
 from actors.runtime import Actor, Timer
-from bus.messages import CancelRequest, CmdAck, Control, Envelope, ExecType, Message, OrderEvent, OrderRequest, Side, StatusRequest
+from bus import topics
+from bus.messages import (CancelRequest, CmdAck, Control, Envelope, ExecType, Message, OrderEvent, OrderRequest, Side,
+                          StatusRequest, Step, StepDone)
+from configs.load import lockstep_start_ns
 from feeds.simex.prices import PriceProcess
 from feeds.simex.venue import SimVenue, venue_seed
 
 MAX_WAKE_S = 0.05
+PROBE_S = 0.05  # lockstep: probe markers before the market opens
+REANNOUNCE_S = 1.0  # lockstep: re-send the current step's markers when its StepDone is this late
 
 
 def raw_topic(venue: str, instrument: str) -> str:
@@ -36,6 +49,14 @@ class SimexActor(Actor):
         names = self.spec.venues or [n for n, v in cfg.venues.items() if v.kind == "sim"]
         self.t0_wall = time.time_ns()
         self.t0_mono = time.monotonic_ns()
+        ls = cfg.run.lockstep
+        self.lockstep = ls.enabled
+        self.step = 0  # lockstep: the step released last (0: probing)
+        self.step_limit = ls.steps
+        self.step_ns = (lockstep_start_ns(ls.start_utc) or 0) if ls.enabled else 0
+        self._close_logged = False
+        self._released_mono = time.monotonic_ns()
+        self.filled_qty = 0
         start = self.venue_now()
         self.prices = PriceProcess(cfg, names, start_ns=start)
         instruments = cfg.active_instruments()
@@ -49,9 +70,74 @@ class SimexActor(Actor):
         self.undeliverable = 0
         self.quotes = 0
         self._fills_seen = {n: 0 for n in names}
-        self._pump()
+        if self.lockstep:
+            triggers = [n for n, a in cfg.actors.items() if a.kind == "trigger" and a.enabled]
+            self.subscribe(triggers, [topics.LOCKSTEP_DONE], self._on_step_done, name="lockstep")
+            self.every(PROBE_S, self._announce)
+            self.log.info("lockstep", start_ns=self.step_ns, steps=self.step_limit)
+        else:
+            self._pump()
+
+    # --- lockstep ----------------------------------------------------------------
+
+    def _announce(self) -> None:
+        """Probe before the market opens; re-send a step's markers if its StepDone is late."""
+        late = time.monotonic_ns() - self._released_mono > REANNOUNCE_S * 1e9
+        if self.step == 0 or (late and not self._closed()):
+            if self.step and late:
+                self.log.warning("lockstep_reannounce", step=self.step)
+                self._released_mono = time.monotonic_ns()
+            self._markers()
+
+    def _closed(self) -> bool:
+        return 0 < self.step_limit <= self.step
+
+    def _markers(self) -> None:
+        for name in self.venues:
+            self.publish(raw_topic(name, topics.STEP_SYMBOL),
+                         Step(step=self.step, ts_ns=self.step_ns, venue=name, fill_qty=self.filled_qty))
+
+    def _on_step_done(self, topic: str, env: Envelope) -> None:
+        done = env.body
+        if not isinstance(done, StepDone) or done.step != self.step:
+            return  # a repeat of an earlier answer
+        if self._closed():
+            if not self._close_logged:
+                self._close_logged = True
+                self.log.info("lockstep_closed", step=self.step, quotes=self.quotes, filled_qty=self.filled_qty)
+            return
+        self._release()
+
+    def _release(self) -> None:
+        """Publish the next market step: its quotes, then a Step marker per venue."""
+        tobs = []
+        while not tobs:
+            nxt = self.prices.next_due_ns()
+            if nxt is None:
+                return
+            tobs = self.prices.step(nxt)
+            self.step_ns = nxt
+        self.step += 1
+        self._released_mono = time.monotonic_ns()
+        for tob in tobs:
+            venue = self.venues.get(tob.venue)
+            if venue is not None:
+                venue.on_quote(tob)
+            self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
+            self.quotes += 1
+        self._markers()
+
+    def _drain_venues(self) -> None:
+        """Lockstep: run every venue's pending events to the end and deliver their reports now."""
+        for name, venue in self.venues.items():
+            while (t := venue.next_due_ns()) is not None:
+                for ev in venue.due(t):
+                    self._send_report(ev)
+            self._publish_fills(name, venue)
 
     def venue_now(self) -> int:
+        if self.lockstep:
+            return self.step_ns
         return self.t0_wall + (time.monotonic_ns() - self.t0_mono)
 
     def _pump(self) -> None:
@@ -63,24 +149,28 @@ class SimexActor(Actor):
                 venue.on_quote(tob)
             self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
             self.quotes += 1
-        self._deliver(now)
+        self._deliver_reports(now)
         nxt = [t for t in [self.prices.next_due_ns()] + [v.next_due_ns() for v in self.venues.values()] if t is not None]
         delay = min(MAX_WAKE_S, max(0.0, (min(nxt) - self.venue_now()) / 1e9)) if nxt else MAX_WAKE_S
         if self._wake is not None:
             self._wake.cancelled = True
         self._wake = self.after(delay, self._pump)
 
-    def _deliver(self, now: int) -> None:
+    def _deliver_reports(self, now: int) -> None:
         for name, venue in self.venues.items():
             for ev in venue.due(now):
                 self._send_report(ev)
-            fills = venue.fills()
-            for ev in fills[self._fills_seen[name]:]:
-                self.fill_log.write(self._enc.encode(ev) + b"\n")
-                self.publish(f"venue.fill.{name}", ev)
-            if len(fills) > self._fills_seen[name]:
-                self.fill_log.flush()
-            self._fills_seen[name] = len(fills)
+            self._publish_fills(name, venue)
+
+    def _publish_fills(self, name: str, venue: SimVenue) -> None:
+        fills = venue.fills()
+        for ev in fills[self._fills_seen[name]:]:
+            self.fill_log.write(self._enc.encode(ev) + b"\n")
+            self.publish(f"venue.fill.{name}", ev)
+            self.filled_qty += ev.last_qty
+        if len(fills) > self._fills_seen[name]:
+            self.fill_log.flush()
+        self._fills_seen[name] = len(fills)
 
     def _send_report(self, ev: OrderEvent) -> None:
         peer = self.peers.get(ev.cl_ord_id)
@@ -104,7 +194,10 @@ class SimexActor(Actor):
             local = venue.handle(msg, self.venue_now())
             if local is not None:
                 self._send_report(local)
-            self._pump()
+            if self.lockstep:
+                self._drain_venues()
+            else:
+                self._pump()
             return None
         return super().on_command(peer, env)
 
@@ -126,6 +219,9 @@ class SimexActor(Actor):
 
     def detail(self) -> dict[str, float]:
         d = {"quotes": float(self.quotes), "undeliverable": float(self.undeliverable)}
+        if self.lockstep:
+            d["lockstep_step"] = float(self.step)
+            d["lockstep_closed"] = float(self._closed())
         for name, v in self.venues.items():
             for k, n in v.stats.items():
                 if n:
@@ -133,6 +229,9 @@ class SimexActor(Actor):
         return d
 
     def teardown(self) -> None:
-        self._deliver(self.venue_now())
+        if self.lockstep:
+            self._drain_venues()
+        else:
+            self._deliver_reports(self.venue_now())
         self.fill_log.close()
 

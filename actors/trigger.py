@@ -4,6 +4,13 @@ Under a burst the runtime drains every socket before `after_drain`, so the
 engine evaluates only the newest book per instrument (conflation) and never
 acts on a quote a newer one already replaced. The effective risk level is the
 stricter of the published `risk.state` and the operator's kill switch.
+
+Lockstep (``run.lockstep``): the trigger paces the simulated market. It
+evaluates step k once every ingest's `Step` k marker has arrived (so every
+quote of the step is in) and marginwatch has answered step k (so the risk
+state covers the step's prices and every earlier fill); quote ages, cooldowns
+and expiries run on venue time. When every trade it started has ended it
+publishes `StepDone(k)`, and simex releases step k+1.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from actors.runtime import Actor
 from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Quote, RiskLevel,
-                          RiskState, Signal)
+                          RiskState, Signal, Step, StepDone)
 from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
 TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
 REJECTED = "REJECTED"  # the executor refused the signal: no trade, nothing filled
+LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
 
 
 class TriggerActor(Actor):
@@ -40,6 +48,21 @@ class TriggerActor(Actor):
         self.dirty = False
         self.newest_eval_age_us = 0.0
         self._newest_recv = 0
+        self.lockstep = self.cfg.run.lockstep.enabled
+        self.feeds = frozenset(n for n, a in actors.items() if a.kind == "ingest" and a.enabled)
+        self.risk_paced = any(a.kind == "marginwatch" and a.enabled for a in actors.values())
+        # the probe is answered once every actor that takes signals (executor, journal) has subscribed
+        self.sig_audience_needed = sum(a.kind in ("executor", "journal") and a.enabled for a in actors.values())
+        self.sig_audience = 0
+        self.markers: dict[int, set[str]] = {}  # lockstep: step -> feeds whose marker arrived
+        self.step_ts: dict[int, int] = {}
+        self.step_done = -1  # last step answered
+        self.step_evaluated = -1  # last step evaluated (its trades may still run)
+        self.risk_step = -1  # marginwatch's last StepDone
+        self._step_recv = 0  # newest real receive time among the step's quotes
+        self._signals_sent_mono = 0
+        if self.lockstep:
+            self.every(1.0, self._check_lost_signals)
         self._bootstrap_positions()
 
     def _bootstrap_positions(self) -> None:
@@ -73,7 +96,9 @@ class TriggerActor(Actor):
 
     def _on_md(self, topic: str, env: Envelope) -> None:
         b = env.body
-        if isinstance(b, Quote):
+        if self.lockstep:
+            self._on_md_lockstep(env.src, b)
+        elif isinstance(b, Quote):
             self.dirty |= self.engine.on_quote(b)
             if b.recv_ns > self._newest_recv:
                 self._newest_recv = b.recv_ns
@@ -82,10 +107,79 @@ class TriggerActor(Actor):
         elif isinstance(b, InstrumentStatus):
             self.dirty |= self.engine.on_status(b)
 
+    # --- lockstep ---------------------------------------------------------------
+
+    def _on_md_lockstep(self, src: str, b: object) -> None:
+        """Quotes go into the book stamped with venue time (their real receive time is kept for
+        tick-to-trade); a feed's Step marker says it delivered the whole step."""
+        if isinstance(b, (Quote, FxRate)):
+            self._step_recv = max(self._step_recv, b.recv_ns)
+            b = msgspec.structs.replace(b, recv_ns=b.exch_ts_ns)
+            if isinstance(b, Quote):
+                self.engine.on_quote(b)
+            else:
+                self.engine.on_fx(b)
+        elif isinstance(b, Step):
+            if b.step == 0 and self.step_done > 0:  # simex restarted: its market starts over
+                self.log.warning("lockstep_market_restarted", step_done=self.step_done)
+                self.markers.clear()
+                self.step_ts.clear()
+                self.step_done = self.step_evaluated = self.risk_step = -1
+            if b.step <= self.step_done:
+                if b.step == self.step_done:  # simex did not hear our answer: say it again
+                    self.publish(topics.LOCKSTEP_DONE, StepDone(step=b.step))
+                return
+            self.markers.setdefault(b.step, set()).add(src)
+            self.step_ts[b.step] = b.ts_ns
+        # InstrumentStatus: the wall-clock stale check does not apply to a paced market
+
+    def on_subscribe(self, prefix: str) -> None:
+        if prefix.startswith(topics.SIG) or topics.SIG.startswith(prefix):
+            self.sig_audience += 1
+
+    def _step_ready(self) -> int | None:
+        """The step to evaluate now, if its markers and marginwatch's answer are all in."""
+        if self.step_evaluated > self.step_done:
+            return None  # trades of the evaluated step are still running
+        ready = [k for k, srcs in self.markers.items() if srcs >= self.feeds and k > self.step_done]
+        if not ready:
+            return None
+        k = min(ready)
+        if self.risk_paced and self.risk_step < k:
+            return None
+        if k == 0 and self.sig_audience < self.sig_audience_needed:
+            return None  # the probe: answer once the executor and the journal hear our signals
+        return k
+
+    def _lockstep(self) -> None:
+        k = self._step_ready()
+        if k is None:
+            return
+        del self.markers[k]
+        venue_ns = self.step_ts.pop(k)
+        self.step_evaluated = k
+        if k > 0:
+            self._emit(self.engine.evaluate(venue_ns, utc_ns=venue_ns), venue_ns, k)
+        self._finish_step()
+
+    def _finish_step(self) -> None:
+        if self.step_evaluated > self.step_done and not self.open_signals:
+            self.step_done = self.step_evaluated
+            self._step_recv = 0
+            self.publish(topics.LOCKSTEP_DONE, StepDone(step=self.step_done))
+
+    def _check_lost_signals(self) -> None:
+        if self.open_signals and time.monotonic_ns() - self._signals_sent_mono > LOST_SIGNAL_S * 1e9:
+            self.log.error("lockstep_signals_lost", signal_ids=sorted(self.open_signals), step=self.step_evaluated)
+            self.open_signals.clear()
+            self._finish_step()
+
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
             self.published = env.body.state
             self._apply_risk()
+        elif isinstance(env.body, StepDone):
+            self.risk_step = env.body.step
 
     def on_kill(self, kill: KillSwitch) -> None:
         self._apply_risk()
@@ -110,16 +204,31 @@ class TriggerActor(Actor):
             a, b = ev.legs
             units = min(abs(a.net_qty) // pc.ratio_a, abs(b.net_qty) // pc.ratio_b)
         self.engine.on_trade_done(ev.pair, sig.direction, sig.closing, int(units), ev.signal_id)
+        if self.lockstep:
+            self._finish_step()
 
     def after_drain(self) -> None:
+        if self.lockstep:
+            self._lockstep()
+            return
         if not self.dirty:
             return
         self.dirty = False
         now = time.monotonic_ns()
         signals = self.engine.evaluate(now, utc_ns=time.time_ns())
         self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
+        self._emit(signals, now, 0)
+
+    def _emit(self, signals: list[Signal], now: int, step: int) -> None:
+        """Publish signals the engine priced at `now` (venue time in lockstep: times move to the
+        monotonic clock the executor judges expiry by; tick time becomes the real receive time)."""
         for sig in signals:
-            sig = msgspec.structs.replace(sig, signal_ns=time.monotonic_ns())
+            mono = time.monotonic_ns()
+            if step:
+                sig = msgspec.structs.replace(sig, expiry_ns=mono + (sig.expiry_ns - now), step=step,
+                                              tick_recv_ns=self._step_recv or sig.tick_recv_ns)
+                self._signals_sent_mono = mono
+            sig = msgspec.structs.replace(sig, signal_ns=mono)
             self.publish(topics.sig(sig.pair), sig)
             self.open_signals[sig.signal_id] = sig
             self.log.info("signal", signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value,
@@ -129,6 +238,8 @@ class TriggerActor(Actor):
     def detail(self) -> dict[str, float]:
         d = {k: float(v) for k, v in self.engine.stats().items() if not k.startswith("suppressed.") or v}
         d["eval_age_us"] = round(self.newest_eval_age_us, 1)
+        if self.lockstep:
+            d["lockstep_step"] = float(self.step_done)
         d["risk_level"] = float(self.engine.risk.rank)
         for pair in self.engine.pairs:
             v = self.engine.view(pair)

@@ -115,6 +115,26 @@ class InstrumentStatus(_Msg):
     reason: str = ""
 
 
+class Step(_Msg):
+    """Lockstep: simex released market step `step` at venue time `ts_ns`.
+
+    It follows every quote of that step on its venue's stream, so a consumer
+    holding a venue's Step k has all of that venue's quotes up to step k.
+    """
+
+    step: int  # 0: the probe before the market opens
+    ts_ns: int  # venue time, UTC ns
+    venue: str
+    fill_qty: int  # total quantity the simulated venues had filled at release
+
+
+class StepDone(_Msg):
+    """Lockstep: the publisher finished step `step` (trigger: evaluated, its trades ended;
+    marginwatch: risk evaluated with the step's quotes and every fill before it)."""
+
+    step: int
+
+
 # --- signals and orders ------------------------------------------------------
 
 
@@ -138,6 +158,7 @@ class Signal(_Msg):
     expiry_ns: int
     tick_recv_ns: int  # receive time of the quote that triggered it
     signal_ns: int
+    step: int = 0  # lockstep: the market step it was priced on (0: not in lockstep)
 
 
 class OrderRequest(_Msg):
@@ -325,6 +346,8 @@ Message = Union[
     Quote,
     FxRate,
     InstrumentStatus,
+    Step,
+    StepDone,
     SignalLeg,
     Signal,
     OrderRequest,

@@ -17,6 +17,11 @@ RISK_STATE = "risk.state"
 RISK_MARGIN = "risk.margin"
 RISK_ALERT = "risk.alert"
 RISK_DENY = "risk.deny"
+# lockstep (run.lockstep): marginwatch's StepDone rides under risk.state, so a subscriber of the
+# risk state gets it after every RiskState it covers; the trigger's StepDone goes to simex
+RISK_STEP = "risk.state.step"
+LOCKSTEP_DONE = "lockstep.done"
+STEP_SYMBOL = "~step"  # raw.<venue>.~step / md.<venue>.~step: the Step marker on a venue's stream
 CTL_KILL = "ctl.kill"
 
 

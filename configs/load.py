@@ -8,6 +8,7 @@ the file, the key path, the offending value and why.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 import types
@@ -160,6 +161,17 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
     return msgspec.structs.replace(cfg, venues=venues)
 
 
+def lockstep_start_ns(text: str) -> int | None:
+    """`run.lockstep.start_utc` as UTC ns; None if it is not an ISO 8601 time."""
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp()) * 10**9 + t.microsecond * 1000
+
+
 def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
     """Cross-field checks that types alone cannot express."""
     out: list[tuple[str, Any, str]] = []
@@ -253,6 +265,17 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
             elif venues[v].kind != "sim":
                 out.append((f"{p}.venues[{j}]", v, "simex serves only venues of kind 'sim'"))
     kinds = [a.kind for a in cfg.actors.values() if a.enabled]
+    ls = cfg.run.lockstep
+    if ls.enabled:
+        if lockstep_start_ns(ls.start_utc) is None:
+            out.append(("run.lockstep.start_utc", ls.start_utc, "expected an ISO 8601 UTC time such as 2026-01-05T02:00:00Z"))
+        for key, ac in cfg.actors.items():
+            if ac.enabled and ac.kind == "ingest" and ac.venue in venues and venues[ac.venue].kind != "sim":
+                out.append((f"actors.{key}.venue", ac.venue, "lockstep replays the simulated exchange only: every "
+                                                            "ingest must read a venue of kind 'sim'"))
+        for single in ("simex", "trigger"):
+            if kinds.count(single) != 1:
+                out.append(("run.lockstep.enabled", True, f"lockstep needs exactly one enabled {single} actor"))
     for single in ("trigger", "executor", "marginwatch", "journal"):
         if kinds.count(single) > 1:
             out.append(("actors", single, f"at most one {single} actor"))

@@ -23,6 +23,19 @@ class _Cfg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     pass
 
 
+class LockstepCfg(_Cfg):
+    """Deterministic market replay on the simulated exchange: same seed, same trades.
+
+    simex releases the market one step (all quotes due at one venue time) at a
+    time and waits until the trigger has evaluated it and every trade it
+    started has ended; venue time stands still while a trade is in flight.
+    """
+
+    enabled: bool = False
+    start_utc: str = "2026-01-05T02:00:00Z"  # venue time of the first step
+    steps: NonNegInt = 0  # the market closes after this many steps (0: never)
+
+
 class RunCfg(_Cfg):
     seed: int = 42
     base_currency: str = "USD"
@@ -40,6 +53,7 @@ class RunCfg(_Cfg):
     # scheduling niceness of the actors off the tick's path (marginwatch, journal): a tick wakes
     # many processes at once on 2 cores, and the ingest -> trigger -> executor path should win
     background_nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    lockstep: LockstepCfg = LockstepCfg()
 
 
 class EndpointsCfg(_Cfg):

@@ -18,10 +18,12 @@ resting order's fill is due at the time of the quote that crossed it.
 Cancel and status requests take effect at ``t + ack_latency_ms``. An event
 whose time is already behind the venue's clock happens at the clock.
 
-Seeded per-order behaviour: every `submit` call draws exactly four numbers
-from the venue's own `random.Random`, in a fixed order (reject, partial,
-partial size, drop), so the same seed, config, quote sequence and request
-sequence (with their times) give the same reports, trade for trade.
+Seeded per-order behaviour: every `submit` draws four numbers (reject,
+partial, partial size, drop) from a `random.Random` seeded with the venue's
+seed and the order's client order id, so an order's fate does not depend on
+what other orders reached the venue before it: the same seed, config, quote
+sequence and requests (with their times) give the same reports, trade for
+trade, however two sessions' requests interleave.
 
 - ``reject_rate``: rejected at ack time, ``VENUE_REJECT: reason=insufficient_margin``.
 - ``partial_rate``: the first match fills at most a random part (1..qty-1)
@@ -102,7 +104,7 @@ class SimVenue:
         self.cfg = cfg
         self._instruments = {k: i for k, i in instruments.items() if i.venue == name}
         self._sessions = {k: parse_sessions(i.hours) for k, i in self._instruments.items()}
-        self._rng = random.Random(seed)
+        self._seed = seed
         self._band_ticks = band_ticks
         self._ack_ns = round(cfg.ack_latency_ms * 1e6)
         self._match_ns = round(max(cfg.ack_latency_ms, cfg.fill_latency_ms) * 1e6)
@@ -150,7 +152,8 @@ class SimVenue:
     def submit(self, req: OrderRequest, now_ns: int, priced_ts_ns: int | None = None) -> OrderEvent | None:
         """Send an order; None when it reached the venue, else the local SESSION_DOWN reject."""
         self._anchor(now_ns)
-        u_reject, u_partial, u_size, u_drop = (self._rng.random() for _ in range(4))
+        rng = random.Random(f"{self._seed}:{req.cl_ord_id}")
+        u_reject, u_partial, u_size, u_drop = (rng.random() for _ in range(4))
         if not self.connected(now_ns):
             self.stats["session_down_requests"] += 1
             return self._report_for(req, ExecType.REJECT, now_ns, reason=f"SESSION_DOWN: venue={self.name}")

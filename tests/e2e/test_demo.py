@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bus.auditstore import AuditReader
-from helpers import ROOT, xmc
+from helpers import ROOT, actor, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
@@ -27,16 +27,6 @@ def _run(tmp_path: Path, run_dir: Path) -> list[dict]:
 
 def _venue_fills(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "state" / "simex-fills.jsonl").read_text().splitlines()]
-
-
-def _quote_stream(run_dir: Path) -> dict[tuple[str, int], tuple]:
-    """(symbol, venue sequence number) -> top of book, as ingest published it."""
-    reader = AuditReader(run_dir / "journal.sqlite")
-    out = {(r["body"]["symbol"], r["body"]["venue_seq"]): (r["body"]["bid"], r["body"]["ask"], r["body"]["bid_size"],
-                                                           r["body"]["ask_size"])
-           for r in reader.rows("kind = 'Quote' AND src LIKE 'ingest_%'")}
-    reader.close()
-    return out
 
 
 def test_demo_trades_end_terminal_flat_or_in_ratio_and_every_hop_is_traced(tmp_path: Path, run_dir: Path) -> None:
@@ -98,29 +88,44 @@ def _first_day(reader: AuditReader) -> str:
     return dt.datetime.fromtimestamp(row["wall_ns"] / 1e9, dt.timezone.utc).date().isoformat()
 
 
-def test_demo_same_seed_reproduces_the_market(tmp_path: Path, run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Two runs with the same seed see the same quotes. Which quotes the trigger evaluates, and so the
-    exact trades, depends on arrival timing between processes (see README: determinism)."""
+def _lockstep_run(tmp: Path, run_dir: Path, steps: int) -> tuple[list[dict], list[tuple]]:
+    """A lockstep run of the demo until its market closes: (trades, the venue's fills)."""
+    tmp.mkdir(parents=True)
+    cfg = tmp / "lockstep-short.toml"
+    cfg.write_text(f'include = ["{ROOT / "configs" / "lockstep.toml"}"]\n[run.lockstep]\nsteps = {steps}\n')
+    xmc("up", str(cfg), "--detach", run_dir=run_dir, timeout=120, check=True)
+    try:
+        wait_for(lambda: actor(run_dir, "simex")["detail"].get("lockstep_closed") == 1.0, 120,
+                 f"the lockstep market to close after {steps} steps")
+        trigger = actor(run_dir, "trigger")["detail"]
+        assert trigger["lockstep_step"] == steps
+    finally:
+        xmc("down", run_dir=run_dir, timeout=60)
+    trades = json.loads(xmc("trades", "--json", run_dir=run_dir, check=True).stdout)
+    fills = [(f["cl_ord_id"], f["side"], f["last_qty"], f["last_px"]) for f in _venue_fills(run_dir)]
+    return trades, fills
+
+
+def _comparable(trade: dict) -> tuple:
+    legs = tuple((leg["instrument"], leg["side"], leg["target_qty"], leg["filled_qty"], leg["avg_price"],
+                  leg["net_qty"]) for leg in trade["legs"])
+    return (trade["trade_id"], trade["pair"], trade["direction"], trade["state"], legs, trade["resubmits"],
+            trade["rollbacks"], trade["realised_pnl_base"])
+
+
+def test_lockstep_demo_same_seed_makes_the_same_trades(tmp_path: Path, run_dir: Path) -> None:
+    """Two lockstep runs of the demo with the same seed: the same trades, the same venue fills, order for order."""
     import shutil
     import tempfile
 
-    first = _quote_stream_after_run(tmp_path / "a", run_dir)
+    first, first_fills = _lockstep_run(tmp_path / "a", run_dir, 1200)
     second_dir = Path(tempfile.mkdtemp(prefix="xmc-", dir="/tmp"))
     try:
-        second = _quote_stream_after_run(tmp_path / "b", second_dir)
+        second, second_fills = _lockstep_run(tmp_path / "b", second_dir, 1200)
     finally:
-        xmc("down", run_dir=second_dir)
         shutil.rmtree(second_dir, ignore_errors=True)
-    common = first.keys() & second.keys()  # each run's subscribers joined a few quotes in
-    assert len(common) >= 600 and len({symbol for symbol, _ in common}) == 4
-    assert {k: first[k] for k in common} == {k: second[k] for k in common}
-
-
-def _quote_stream_after_run(tmp: Path, run_dir: Path) -> dict[tuple[str, int], tuple]:
-    tmp.mkdir(parents=True)
-    cfg = tmp / "demo-short.toml"
-    cfg.write_text(f'include = ["{ROOT / "configs" / "demo.toml"}"]\n[actors.trigger]\nenabled = false\n'
-                   '[actors.executor]\nenabled = false\n')
-    proc = xmc("up", str(cfg), "--duration", "6", run_dir=run_dir, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return _quote_stream(run_dir)
+    assert len(first) >= 20, f"only {len(first)} trades in 1200 steps"
+    assert sum(t["resubmits"] for t in first) > 0  # the venues' rejects and partial fills were exercised
+    assert all(t["state"] != "BROKEN" for t in first)
+    assert [_comparable(t) for t in first] == [_comparable(t) for t in second]
+    assert first_fills == second_fills

@@ -92,3 +92,33 @@ def test_unit_factor_converts_per_ounce_to_per_gram_and_refuses_mixed_groups() -
     assert unit_factor("oz", "g") == pytest.approx(1 / 31.1034768)
     assert unit_factor("g", "oz") == pytest.approx(31.1034768)
     assert unit_factor("bbl", "g") is None
+
+
+def test_lockstep_with_a_replay_feed_and_a_bad_start_names_both_errors(tmp_path: Path) -> None:
+    (tmp_path / "ls.toml").write_text(
+        f"""
+include = ["{ROOT / "configs" / "demo.toml"}"]
+[run.lockstep]
+enabled = true
+start_utc = "yesterday"
+[venues.CME]
+kind = "replay"
+replay = {{ path = "{ROOT / "configs" / "demo.toml"}", format = "csv" }}
+[actors.ingest_cme]
+kind = "ingest"
+venue = "CME"
+"""
+    )
+    with pytest.raises(ConfigInvalid) as info:
+        load_config(tmp_path / "ls.toml")
+    found = {(e.path, e.value) for e in info.value.errors}
+    assert ("run.lockstep.start_utc", "yesterday") in found
+    assert ("actors.ingest_cme.venue", "CME") in found
+
+
+def test_lockstep_demo_config_is_valid_and_starts_at_its_utc_time() -> None:
+    from configs.load import lockstep_start_ns
+
+    cfg = load_config(ROOT / "configs" / "lockstep.toml")
+    assert cfg.run.lockstep.enabled and cfg.run.lockstep.steps > 0
+    assert lockstep_start_ns("2026-01-05T02:00:00Z") == 1_767_578_400 * 10**9
