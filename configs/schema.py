@@ -48,7 +48,7 @@ class RunCfg(_Cfg):
     max_restarts: PosInt = 5  # crashes within restart_window_s before an actor is faulted
     restart_window_s: PosFloat = 60.0
     stop_timeout_s: PosFloat = 5.0
-    # "latency": pin ingest/trigger/executor/simex to cpu 0 and the rest to cpu 1
+    # "latency": pin ingest/trigger/executor to cpu 0 and the rest to cpu 1
     cpu_profile: Literal["none", "latency"] = "none"
     # scheduling niceness of the actors off the tick's path (marginwatch, journal): a tick wakes
     # many processes at once on 2 cores, and the ingest -> trigger -> executor path should win

@@ -15,7 +15,7 @@ from helpers import ROOT, actor, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-STEPS = 2500
+STEPS = 1800
 
 
 def _step(run_dir: Path) -> float:
@@ -36,10 +36,10 @@ def test_lockstep_market_closes_after_trigger_and_executor_kill9_with_no_trade_i
                    f'[run]\nheartbeat_s = 0.1\nrestart_backoff_s = 0.1\n[run.lockstep]\nsteps = {STEPS}\n')
     xmc("up", str(cfg), "--detach", run_dir=run_dir, check=True)
     try:
-        wait_for(lambda: _step(run_dir) >= 300, 60, "300 market steps")
+        wait_for(lambda: _step(run_dir) >= 250, 60, "250 market steps")
         _kill(run_dir, "trigger")
         at = _step(run_dir)
-        wait_for(lambda: _step(run_dir) >= at + 300, 60, "the market moving again after the trigger's restart")
+        wait_for(lambda: _step(run_dir) >= at + 250, 60, "the market moving again after the trigger's restart")
         _kill(run_dir, "executor")
         wait_for(lambda: actor(run_dir, "simex")["detail"].get("lockstep_closed") == 1.0, 120,
                  f"the market to close after {STEPS} steps")
