@@ -23,7 +23,8 @@ from actors.runtime import Actor, Timer
 from bus import topics
 from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
                           OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg,
-                          StepDone)
+                          Step, StepDone)
+from bus.lockstep import StepBarrier
 from execution.allocation import Allocator
 from execution.gateway import OrderGateway, SimGateway
 from execution.ids import TradeIds, parse_cl_ord_id
@@ -62,17 +63,22 @@ class ExecutorActor(Actor):
                       "orphan_reports": 0, "recovered": 0}
         self.s2o_us: deque[float] = deque(maxlen=2000)
         self._fill_avg: dict[str, tuple[int, float]] = {}  # cl_ord_id -> (qty, avg price) published as filled
-        # lockstep: a signal waits until marginwatch has answered its step, so the risk level it is judged
-        # by is the one the trigger saw
-        self.risk_paced = cfg.run.lockstep.enabled and any(a.kind == "marginwatch" and a.enabled
-                                                             for a in cfg.actors.values())
+        # lockstep: a signal waits until marginwatch has answered its step and the FX feeds have
+        # delivered it, so the risk level and the rates it is judged by are the ones the trigger saw
+        lockstep = cfg.run.lockstep.enabled
+        self.risk_paced = lockstep and any(a.kind == "marginwatch" and a.enabled for a in cfg.actors.values())
         self.risk_step = -1
+        fx_venues = {i.venue for i in cfg.fx_instruments().values()}
+        fx_feeds = [n for n, a in cfg.actors.items() if a.kind == "ingest" and a.enabled and a.venue in fx_venues]
+        self.fx_steps = StepBarrier(fx_feeds) if lockstep and fx_feeds else None
         self.parked: list[tuple[str, Envelope]] = []
 
         actors = cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
         self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
         fx_prefixes = [topics.md(i.venue, k) for k, i in cfg.fx_instruments().items()]
+        if self.fx_steps is not None:
+            fx_prefixes += [topics.md(v, topics.STEP_SYMBOL) for v in sorted(fx_venues)]
         if fx_prefixes:
             self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], fx_prefixes, self._on_fx, name="fx")
         self.gateways: dict[str, OrderGateway] = {}
@@ -148,6 +154,11 @@ class ExecutorActor(Actor):
     def _on_fx(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, FxRate):
             self.fx.on_fx(env.body)
+        elif isinstance(env.body, Step) and self.fx_steps is not None:
+            self.fx_steps.on_marker(env.src, env.body)
+            while (step := self.fx_steps.complete()) is not None:
+                self.fx_steps.finish(step.step)
+            self._unpark()
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
@@ -157,9 +168,17 @@ class ExecutorActor(Actor):
             self._apply_risk(env.body.reason)
         elif isinstance(env.body, StepDone):
             self.risk_step = env.body.step  # the latest: it goes back to 0 if simex restarts
-            parked, self.parked = self.parked, []
-            for sig_topic, sig_env in parked:
-                self._on_signal(sig_topic, sig_env)
+            self._unpark()
+
+    def _waits_for_step(self, sig: Signal) -> bool:
+        if self.risk_paced and sig.step > self.risk_step:
+            return True
+        return self.fx_steps is not None and sig.step > self.fx_steps.done
+
+    def _unpark(self) -> None:
+        parked, self.parked = self.parked, []
+        for sig_topic, sig_env in parked:
+            self._on_signal(sig_topic, sig_env)
 
     def on_kill(self, kill: KillSwitch) -> None:
         self._apply_risk(f"KILL_SWITCH: reason={kill.reason}" if kill.halted else "KILL_SWITCH: released")
@@ -184,7 +203,7 @@ class ExecutorActor(Actor):
         sig = env.body
         if not isinstance(sig, Signal):
             return
-        if self.risk_paced and sig.step > self.risk_step:
+        if sig.step and self._waits_for_step(sig):
             self.parked.append((topic, env))
             return
         recv = time.monotonic_ns()

@@ -22,6 +22,7 @@ import msgspec
 from actors.journal import audit_path
 from actors.runtime import Actor, Timer
 from bus.auditstore import AuditReader
+from bus.lockstep import StepBarrier
 from bus import topics
 from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState, Step, StepDone
 from riskguard.watch import MarginWatch
@@ -42,10 +43,7 @@ class MarginWatchActor(Actor):
         ingest = [n for n, a in self.cfg.actors.items() if a.kind == "ingest"]
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
         self.lockstep = self.cfg.run.lockstep.enabled
-        self.feeds = frozenset(n for n in ingest if self.cfg.actors[n].enabled)
-        self.markers: dict[int, set[str]] = {}  # lockstep: step -> feeds whose marker arrived
-        self.steps: dict[int, Step] = {}
-        self.step_done = -1
+        self.steps = StepBarrier(n for n in ingest if self.cfg.actors[n].enabled)
         self.filled_qty = 0  # quantity of every fill taken into the positions
         if self.lockstep:
             self.subscribe(ingest, [topics.MD], self._on_md, name="md")
@@ -93,13 +91,7 @@ class MarginWatchActor(Actor):
         elif isinstance(body, FxRate):
             self.watch.on_fx(body)
         elif isinstance(body, Step) and self.lockstep:
-            if body.step == 0 and self.step_done > 0:  # simex restarted: its market starts over
-                self.markers.clear()
-                self.steps.clear()
-                self.step_done = -1
-            if body.step > self.step_done:
-                self.markers.setdefault(body.step, set()).add(env.src)
-                self.steps[body.step] = body
+            self.steps.on_marker(env.src, body)
 
     def _on_report(self, topic: str, env: Envelope) -> None:
         ev = env.body
@@ -128,27 +120,20 @@ class MarginWatchActor(Actor):
 
     def _lockstep(self) -> None:
         """Evaluate every step whose markers are all in and whose fills have all arrived."""
-        while True:
-            ready = [k for k, srcs in self.markers.items() if srcs >= self.feeds]
-            if not ready:
-                return
-            k = min(ready)
-            step = self.steps[k]
+        while (step := self.steps.complete()) is not None:
             if self.filled_qty < step.fill_qty:
                 return  # the executor has not published every fill made before this step yet
-            del self.markers[k]
-            del self.steps[k]
             self._dirty = False
             self._evaluate(periodic=False, now_ns=step.ts_ns)
-            self.step_done = k
-            self.publish(topics.RISK_STEP, StepDone(step=k))
+            self.steps.finish(step.step)
+            self.publish(topics.RISK_STEP, StepDone(step=step.step))
 
     def _tick(self) -> None:
         if self.lockstep:  # risk moves with the market steps only; repeat what subscribers may have missed
             if self.last_state is not None:
                 self.publish(topics.RISK_STATE, self.last_state)
-            if self.step_done >= 0:
-                self.publish(topics.RISK_STEP, StepDone(step=self.step_done))
+            if self.steps.done >= 0:
+                self.publish(topics.RISK_STEP, StepDone(step=self.steps.done))
             return
         self._evaluate(periodic=True)
 

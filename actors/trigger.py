@@ -23,6 +23,7 @@ import msgspec
 from actors.journal import audit_path
 from actors.runtime import Actor
 from bus.auditstore import AuditReader
+from bus.lockstep import StepBarrier
 from bus import topics
 from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Quote, RiskLevel,
                           RiskState, Signal, Step, StepDone)
@@ -49,14 +50,11 @@ class TriggerActor(Actor):
         self.newest_eval_age_us = 0.0
         self._newest_recv = 0
         self.lockstep = self.cfg.run.lockstep.enabled
-        self.feeds = frozenset(n for n, a in actors.items() if a.kind == "ingest" and a.enabled)
         self.risk_paced = any(a.kind == "marginwatch" and a.enabled for a in actors.values())
         # the probe is answered once every actor that takes signals (executor, journal) has subscribed
         self.sig_audience_needed = sum(a.kind in ("executor", "journal") and a.enabled for a in actors.values())
         self.sig_audience = 0
-        self.markers: dict[int, set[str]] = {}  # lockstep: step -> feeds whose marker arrived
-        self.step_ts: dict[int, int] = {}
-        self.step_done = -1  # last step answered
+        self.steps = StepBarrier(n for n, a in actors.items() if a.kind == "ingest" and a.enabled)  # done: answered
         self.step_evaluated = -1  # last step evaluated (its trades may still run)
         self.risk_step = -1  # marginwatch's last StepDone
         self._step_recv = 0  # newest real receive time among the step's quotes
@@ -120,53 +118,43 @@ class TriggerActor(Actor):
             else:
                 self.engine.on_fx(b)
         elif isinstance(b, Step):
-            if b.step == 0 and self.step_done > 0:  # simex restarted: its market starts over
-                self.log.warning("lockstep_market_restarted", step_done=self.step_done)
-                self.markers.clear()
-                self.step_ts.clear()
-                self.step_done = self.step_evaluated = self.risk_step = -1
-            if b.step <= self.step_done:
-                if b.step == self.step_done:  # simex did not hear our answer: say it again
-                    self.publish(topics.LOCKSTEP_DONE, StepDone(step=b.step))
-                return
-            self.markers.setdefault(b.step, set()).add(src)
-            self.step_ts[b.step] = b.ts_ns
+            done = self.steps.done
+            if self.steps.on_marker(src, b):
+                self.log.warning("lockstep_market_restarted", step_done=done)
+                self.step_evaluated = self.risk_step = -1
+            elif b.step == done:  # simex did not hear our answer: say it again
+                self.publish(topics.LOCKSTEP_DONE, StepDone(step=b.step))
         # InstrumentStatus: the wall-clock stale check does not apply to a paced market
 
     def on_subscribe(self, prefix: str) -> None:
         if prefix.startswith(topics.SIG) or topics.SIG.startswith(prefix):
             self.sig_audience += 1
 
-    def _step_ready(self) -> int | None:
+    def _step_ready(self) -> Step | None:
         """The step to evaluate now, if its markers and marginwatch's answer are all in."""
-        if self.step_evaluated > self.step_done:
+        if self.step_evaluated > self.steps.done:
             return None  # trades of the evaluated step are still running
-        ready = [k for k, srcs in self.markers.items() if srcs >= self.feeds and k > self.step_done]
-        if not ready:
+        step = self.steps.complete()
+        if step is None or (self.risk_paced and self.risk_step < step.step):
             return None
-        k = min(ready)
-        if self.risk_paced and self.risk_step < k:
-            return None
-        if k == 0 and self.sig_audience < self.sig_audience_needed:
+        if step.step == 0 and self.sig_audience < self.sig_audience_needed:
             return None  # the probe: answer once the executor and the journal hear our signals
-        return k
+        return step
 
     def _lockstep(self) -> None:
-        k = self._step_ready()
-        if k is None:
+        step = self._step_ready()
+        if step is None:
             return
-        del self.markers[k]
-        venue_ns = self.step_ts.pop(k)
-        self.step_evaluated = k
-        if k > 0:
-            self._emit(self.engine.evaluate(venue_ns, utc_ns=venue_ns), venue_ns, k)
+        self.step_evaluated = step.step
+        if step.step > 0:
+            self._emit(self.engine.evaluate(step.ts_ns, utc_ns=step.ts_ns), step.ts_ns, step.step)
         self._finish_step()
 
     def _finish_step(self) -> None:
-        if self.step_evaluated > self.step_done and not self.open_signals:
-            self.step_done = self.step_evaluated
+        if self.step_evaluated > self.steps.done and not self.open_signals:
+            self.steps.finish(self.step_evaluated)
             self._step_recv = 0
-            self.publish(topics.LOCKSTEP_DONE, StepDone(step=self.step_done))
+            self.publish(topics.LOCKSTEP_DONE, StepDone(step=self.step_evaluated))
 
     def _check_lost_signals(self) -> None:
         if self.open_signals and time.monotonic_ns() - self._signals_sent_mono > LOST_SIGNAL_S * 1e9:
@@ -239,7 +227,7 @@ class TriggerActor(Actor):
         d = {k: float(v) for k, v in self.engine.stats().items() if not k.startswith("suppressed.") or v}
         d["eval_age_us"] = round(self.newest_eval_age_us, 1)
         if self.lockstep:
-            d["lockstep_step"] = float(self.step_done)
+            d["lockstep_step"] = float(self.steps.done)
         d["risk_level"] = float(self.engine.risk.rank)
         for pair in self.engine.pairs:
             v = self.engine.view(pair)

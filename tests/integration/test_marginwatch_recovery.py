@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,15 +39,28 @@ def _watched(run_dir: Path) -> dict[str, float]:
     return {k[4:]: v for k, v in detail.items() if k.startswith("pos.") and v}
 
 
+def _freeze_holding_positions(run_dir: Path) -> dict[str, float]:
+    """Halt once the run has sent 40 orders and holds a position; while it happens to be flat when
+    halted (its pair trades closed out), resume and halt again 10 orders later."""
+    orders = 40
+    deadline = time.monotonic() + 150
+    while True:
+        wait_for(lambda: actor(run_dir, "executor")["detail"].get("orders", 0) >= orders, 90, f"{orders} orders")
+        xmc("halt", "--reason", "freeze positions", run_dir=run_dir, check=True)
+        wait_for(lambda: actor(run_dir, "executor")["detail"].get("open_trades", 1) == 0, 30, "no trade open")
+        venue = _venue_net(run_dir)
+        if venue:
+            return venue
+        assert time.monotonic() < deadline, "the run was flat every time it was halted"
+        xmc("resume", run_dir=run_dir, check=True)
+        orders += 10
+
+
 def test_marginwatch_positions_match_the_venue_through_lost_reports_and_a_kill9(tmp_path: Path, run_dir: Path) -> None:
     cfg = tmp_path / "mw.toml"
     cfg.write_text(CONFIG)
     xmc("up", str(cfg), "--detach", run_dir=run_dir, check=True)
-    wait_for(lambda: actor(run_dir, "executor")["detail"].get("orders", 0) >= 40, 90, "40 orders")
-    xmc("halt", "--reason", "freeze positions", run_dir=run_dir, check=True)
-    wait_for(lambda: actor(run_dir, "executor")["detail"].get("open_trades", 1) == 0, 30, "no trade open")
-    venue = _venue_net(run_dir)
-    assert venue, "the run should hold positions from completed trades"
+    venue = _freeze_holding_positions(run_dir)
     dropped = sum(v for k, v in actor(run_dir, "simex")["detail"].items() if k.endswith("lost_reports"))
     assert dropped > 0, "the run should have lost some reports"
     wait_for(lambda: _watched(run_dir) == venue, 20, f"marginwatch positions == venue fills {venue}")
