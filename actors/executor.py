@@ -105,6 +105,9 @@ class ExecutorActor(Actor):
         for rec in self.wal.records:
             if isinstance(rec, ChildSent) and rec.order.trade_id in recovered.trades:
                 self.router.restore(rec.parent, rec.order)
+            elif (isinstance(rec, ReportApplied) and rec.trade_id in recovered.trades
+                  and rec.report.exec_type is ExecType.FILL):
+                self.router.restore_fill(rec.report)
         self.ids = TradeIds(TRADE_PREFIX, recovered.next_trade_n)
         self.trades.update(recovered.trades)
         self.open.update(recovered.trades)

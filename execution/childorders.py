@@ -11,7 +11,11 @@ when no child is live and no slice waits. A status query of the parent asks
 every child and answers once all have.
 
 Pure: no sockets. The executor logs each child (`ChildSent`) before sending it,
-so after a restart `restore` rebuilds which children a parent has.
+so after a restart `restore` rebuilds which children a parent has, and
+`restore_fill` replays the parent fills the trade had applied: a parent fill's
+exec id names the child and its cumulative quantity (``<child>#<cum>``), so
+the children's fills before the crash are known again and a status round
+after the restart neither loses nor repeats one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bus.messages import CancelRequest, ExecType, OrderEvent, OrderPurpose, Orde
 from execution.allocation import Allocator, iceberg_slices
 
 SEP = "/"
+FILL_SEP = "#"  # a parent fill's exec id: <child cl_ord_id>#<child's cumulative quantity>
 KEEP_FINISHED = 10_000
 UNWINDS = (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)
 
@@ -142,6 +147,25 @@ class ChildRouter:
         visible = 0 if parent.tif is TimeInForce.IOC else self.visible.get(parent.account, 0)
         p.queue = {child.account: list(iceberg_slices(left, visible))} if left > 0 and visible else {}
 
+    def restore_fill(self, ev: OrderEvent) -> None:
+        """After a restart: a parent FILL the trade applied (from the log) says its child had
+        `cum` filled; raise the child to it (the rest of the state follows)."""
+        child_id, sep, cum_text = ev.exec_id.rpartition(FILL_SEP)
+        pid = parent_of(child_id) if sep and cum_text.isdigit() else None
+        parent = self._parents.get(pid or "")
+        child = parent.children.get(child_id) if parent is not None else None
+        if parent is None or child is None or int(cum_text) <= child.cum:
+            return
+        cum = int(cum_text)
+        child.avg = (child.cum * child.avg + (cum - child.cum) * ev.last_px) / cum
+        self._held(parent, child.req.account, cum - child.cum)
+        child.cum = cum
+        child.answered = True
+        if cum >= child.req.qty:
+            child.done = True
+        parent.acked = True
+        parent.cum = sum(c.cum for c in parent.children.values())
+
     def cancel(self, req: CancelRequest) -> list[CancelRequest]:
         parent = self._parents.get(req.cl_ord_id)
         if parent is None:
@@ -151,7 +175,8 @@ class ChildRouter:
         return [msgspec.structs.replace(req, cl_ord_id=cl) for cl, c in parent.children.items() if not c.done]
 
     def status(self, req: StatusRequest) -> list[StatusRequest]:
-        parent = self._parents.get(req.cl_ord_id)
+        # a parent already done is asked through its children too: the venue does not know its id
+        parent = self._parents.get(req.cl_ord_id) or self._finished.get(req.cl_ord_id)
         if parent is None:
             return [req]
         parent.asking = set(parent.children)
@@ -185,7 +210,12 @@ class ChildRouter:
         if child.cum > prev_cum:
             self._held(parent, child.req.account, child.cum - prev_cum)
         if finished:  # a late fill of a parent already reported done reopens it in the trade
-            return self._fold_fill(parent, ev, child, prev_cum, prev_avg, leaves=0), []
+            out = self._fold_fill(parent, ev, child, prev_cum, prev_avg, leaves=0)
+            if ev.cl_ord_id in parent.asking:
+                parent.asking.discard(ev.cl_ord_id)
+                if not parent.asking and not out:
+                    out.append(self._answer(parent, done=True))
+            return out, []
         if et is ExecType.ACK and not parent.acked:
             parent.acked = True
             out.append(self._event(parent, ExecType.ACK, 0, 0.0, "", leaves=parent.req.qty - parent.cum))
@@ -219,7 +249,7 @@ class ChildRouter:
         parent.cum = cum
         child_delta = child.cum - prev_cum
         px = (child.cum * child.avg - prev_cum * prev_avg) / child_delta if child_delta > 0 else child.avg
-        return [self._event(parent, ExecType.FILL, delta, px, f"{ev.cl_ord_id}#{child.cum}", leaves=leaves,
+        return [self._event(parent, ExecType.FILL, delta, px, f"{ev.cl_ord_id}{FILL_SEP}{child.cum}", leaves=leaves,
                             reason=ev.reason)]
 
     def _end(self, parent: _Parent, reason: str) -> OrderEvent:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -23,5 +24,6 @@ def run_dir() -> Iterator[Path]:
     yield path
     xmc("down", run_dir=path, timeout=60)
     left = actor_processes(path)
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("XMC_KEEP_RUN_DIRS"):  # set it to inspect a failed test's run dir
+        shutil.rmtree(path, ignore_errors=True)
     assert not left, f"processes left behind: {left}"

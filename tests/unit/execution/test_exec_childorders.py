@@ -178,3 +178,33 @@ def test_restored_iceberg_parent_keeps_its_unsent_slices() -> None:
     fresh.restore(parent(qty=3, tif=TimeInForce.DAY), a)
     events, nxt = fresh.on_report(report(a, ExecType.FILL, cum=1, last=1))
     assert [(c.account, c.qty) for c in nxt] == [("cn-a", 1)] and events[0].leaves_qty == 2
+
+
+def test_restored_child_fills_from_the_log_make_a_status_round_after_restart_lose_and_repeat_nothing() -> None:
+    r = router()
+    a, b = r.route(parent())[0]  # a: 2 lots on cn-a, b: 1 lot on cn-b
+    r.on_report(report(a, ExecType.ACK))
+    (before_crash,), _ = r.on_report(report(b, ExecType.FILL, cum=1, last=1, px=556.1))
+    fresh = router()
+    for child in (a, b):
+        fresh.restore(parent(), child)
+    fresh.restore_fill(before_crash)  # what the trade had applied, replayed from the write-ahead log
+    fresh.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    events, _ = fresh.on_report(report(a, ExecType.STATUS, cum=2, leaves=0))
+    assert [(e.exec_type, e.last_qty, e.cum_qty) for e in events] == [(ExecType.FILL, 2, 3)]
+    assert events[0].exec_id != before_crash.exec_id
+    events, _ = fresh.on_report(report(b, ExecType.STATUS, cum=1, leaves=0))
+    assert events == []  # b's fill was already the trade's: no second FILL under its exec id
+    assert abs(fresh._finished["T000001.a1"].avg() - (2 * 556.0 + 556.1) / 3) < 1e-9
+
+
+def test_status_query_of_a_finished_parent_is_asked_of_its_children_and_answered() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(a, ExecType.FILL, cum=2, last=2))
+    r.on_report(report(b, ExecType.FILL, cum=1, last=1))
+    asked = r.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    assert sorted(q.cl_ord_id for q in asked) == [a.cl_ord_id, b.cl_ord_id]  # never the parent's own id
+    assert r.on_report(report(a, ExecType.STATUS, cum=2, leaves=0))[0] == []
+    events, _ = r.on_report(report(b, ExecType.STATUS, cum=1, leaves=0))
+    assert [(e.exec_type, e.cum_qty, e.leaves_qty) for e in events] == [(ExecType.STATUS, 3, 0)]
