@@ -13,13 +13,16 @@ transition), `risk.alert`, `risk.deny`.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import deque
 from typing import Callable
 
 import msgspec
 
+from actors.journal import audit_path
 from actors.runtime import Actor, Timer
+from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
                           OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg,
@@ -98,6 +101,7 @@ class ExecutorActor(Actor):
         if wal_path.exists() and wal_path.stat().st_size > WAL_COMPACT_BYTES:
             report = compact(wal_path, self.params)  # keep only open trades: restarts stay fast
             self.log.info("wal_compacted", records=report.records, bytes=report.valid_bytes)
+        self._bootstrap_fx()
         recovered = recover(wal_path, self.params)
         self.wal = WriteAheadLog(wal_path)
         if self.wal.scan.reason:
@@ -126,6 +130,29 @@ class ExecutorActor(Actor):
         self._shadow_limits = PreTradeLimits.from_config(cfg)
         self._shadow_codec = msgspec.msgpack.Encoder()
         self.every(REHEARSE_S, self._rehearse)
+
+    def _bootstrap_fx(self) -> None:
+        """After a restart: each FX pair's latest rate from the journal, so the orders of recovered
+        trades pass the notional limits before the live FX feed ticks again (its receive time keeps
+        the staleness check honest)."""
+        path = audit_path(self.run_dir)
+        if not path.exists():
+            return
+        try:
+            reader = AuditReader(path)
+            rows = reader.db.execute("SELECT body FROM events WHERE kind = 'FxRate' ORDER BY id DESC LIMIT 500").fetchall()
+            reader.close()
+            latest: dict[str, FxRate] = {}
+            for (body,) in rows:
+                rate = msgspec.json.decode(body, type=FxRate)
+                latest.setdefault(rate.pair, rate)
+        except (sqlite3.Error, msgspec.ValidationError) as exc:
+            self.log.error("fx_bootstrap_failed", error=repr(exc))
+            return
+        for rate in latest.values():
+            self.fx.on_fx(rate)
+        if latest:
+            self.log.info("fx_bootstrapped", pairs=sorted(latest))
 
     # ---- keeping the hot path warm -------------------------------------------------------
 

@@ -100,6 +100,10 @@ class MarginWatchActor(Actor):
             self.filled_qty += ev.last_qty
             self._dirty = True
 
+    def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        if topic.startswith(EXEC_FILL):  # fetch the missed fills from the executor's buffer while it lives
+            self.pull_now("fills")
+
     def after_drain(self) -> None:
         if self.lockstep:
             self._lockstep()

@@ -82,6 +82,7 @@ class Actor:
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
         self._inbounds: list[Inbound] = []
+        self._pulls: dict[str, Callable[[], None]] = {}  # pull name -> ask its publishers now
         self._timers: list[Timer] = []
         self._timer_seq = 0
         self._stop = False
@@ -183,15 +184,21 @@ class Actor:
 
         clients = {p: self.connect_command(p, lambda env, p=p: on_answer(p, env)) for p in publishers}
 
-        def ask() -> None:
+        def ask(force: bool = False) -> None:
             now = time.monotonic()
             for p, client in clients.items():
-                if now - asked.get(p, (0, 0.0))[1] > max(2.0, 4 * interval_s):  # one request in flight
+                # one request in flight, unless forced (its publisher may have died with it)
+                if force or now - asked.get(p, (0, 0.0))[1] > max(2.0, 4 * interval_s):
                     req = client.send(ReplaySince(prefix=prefix, since=dict(held[p]), epoch=epochs[p]))
                     asked[p] = (req, now)
 
         self.every(interval_s, ask)
+        self._pulls[name] = lambda: ask(force=True)
         return inbound
+
+    def pull_now(self, name: str) -> None:
+        """Ask the publishers of pull `name` at once (e.g. after a gap on a live subscription)."""
+        self._pulls[name]()
 
     def _deliver(self, inbound: Inbound, handler: SubHandler, topic: str, env: Envelope) -> None:
         status, first_missing = inbound.seq.check(topic, env)

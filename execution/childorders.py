@@ -43,11 +43,14 @@ def parent_of(cl_ord_id: str) -> str | None:
 
 
 class _Child:
-    __slots__ = ("req", "cum", "avg", "done", "rejected", "reason", "answered")
+    __slots__ = ("req", "cum", "avg", "done", "rejected", "reason", "answered", "queried")
 
-    def __init__(self, req: OrderRequest) -> None:
+    def __init__(self, req: OrderRequest, queried: bool = False) -> None:
         self.req = req
         self.answered = False  # the venue said something about it (so a later SESSION_DOWN is not its fate)
+        # a status or cancel went out for it, or it was sent before a restart: a SESSION_DOWN answer is
+        # then about a query that never arrived, never the order's fate (only a new order's is)
+        self.queried = queried
         self.cum = 0
         self.avg = 0.0
         self.done = False
@@ -142,7 +145,7 @@ class ChildRouter:
         """After a restart: `child` (logged as sent) belongs to `parent`. Slices not yet sent wait
         behind the last child logged (the allocation's original split is not logged)."""
         p = self._parents.setdefault(parent.cl_ord_id, _Parent(parent))
-        p.children.setdefault(child.cl_ord_id, _Child(child))
+        p.children.setdefault(child.cl_ord_id, _Child(child, queried=True))
         left = parent.qty - sum(c.req.qty for c in p.children.values())
         visible = 0 if parent.tif is TimeInForce.IOC else self.visible.get(parent.account, 0)
         p.queue = {child.account: list(iceberg_slices(left, visible))} if left > 0 and visible else {}
@@ -172,7 +175,10 @@ class ChildRouter:
             return [req]
         parent.cancelled = True
         parent.queue = {}
-        return [msgspec.structs.replace(req, cl_ord_id=cl) for cl, c in parent.children.items() if not c.done]
+        live = [(cl, c) for cl, c in parent.children.items() if not c.done]
+        for _, c in live:
+            c.queried = True
+        return [msgspec.structs.replace(req, cl_ord_id=cl) for cl, _ in live]
 
     def status(self, req: StatusRequest) -> list[StatusRequest]:
         # a parent already done is asked through its children too: the venue does not know its id
@@ -180,6 +186,8 @@ class ChildRouter:
         if parent is None:
             return [req]
         parent.asking = set(parent.children)
+        for c in parent.children.values():
+            c.queried = True
         return [msgspec.structs.replace(req, cl_ord_id=cl) for cl in parent.children]
 
     def on_report(self, ev: OrderEvent) -> tuple[list[OrderEvent], list[OrderRequest]]:
@@ -194,7 +202,7 @@ class ChildRouter:
         et = ev.exec_type
         first_answer = not child.answered
         child.answered = True
-        if session_down(ev) and not first_answer:
+        if session_down(ev) and (child.queried or not first_answer):
             return [], []  # a query that never reached the venue: the child stays as it was, asked again later
         prev_cum, prev_avg = child.cum, child.avg
         if et is ExecType.REJECT:

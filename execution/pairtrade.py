@@ -426,6 +426,8 @@ class PairTrade:
         self.started_ns = 0
         self.deadline_at_ns = 0
         self._retry_at_ns = 0
+        self._unreached = 0  # unwind orders refused SESSION_DOWN: they never reached the venue
+        self._unwind_paused = False  # the last unwind found the session down: the next waits a timeout
         self._hedge_sent = params.send_mode == "both"
         self._orders: dict[str, _Order] = {}
         self._exec_ids: set[str] = set()
@@ -486,7 +488,8 @@ class PairTrade:
         extra: int | None = None
         if self.state in _ENTRY:
             extra = self.deadline_at_ns
-        elif self.state is TradeState.BROKEN and not self._unwind_live():
+        elif (self.state is TradeState.BROKEN or (self.state is TradeState.ROLLING_BACK and self._unwind_paused)) \
+                and not self._unwind_live():
             # while an unwind is live its own order timer drives the trade; a due retry would
             # stay in the past (on_timer cannot use it) and hide that timer from the caller
             extra = self._retry_at_ns
@@ -503,6 +506,8 @@ class PairTrade:
             "resubmits": self.resubmits,
             "started_ns": self.started_ns,
             "retry_at_ns": self._retry_at_ns,
+            "unreached": self._unreached,
+            "unwind_paused": self._unwind_paused,
             "hedge_sent": self._hedge_sent,
             "legs": [msgspec.to_builtins(v) for v in self.legs_view()],
             "orders": [msgspec.to_builtins(v) for v in self.order_views()],
@@ -705,6 +710,13 @@ class PairTrade:
             o.status = OrderStatus.ACKED
 
     def _end(self, o: _Order, now_ns: int, status: OrderStatus, cause: str, reason: str) -> None:
+        if (status is OrderStatus.REJECTED and reason.startswith("SESSION_DOWN")
+                and o.req.purpose in (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)):
+            # the unwind never reached the venue: it uses no attempt, and the next one waits a
+            # timeout instead of spending every attempt within the outage
+            self._unreached += 1
+            self._unwind_paused = True
+            self._retry_at_ns = now_ns + self.params.order_timeout_ns
         if o.status is OrderStatus.IN_DOUBT:
             self._transition(Tr.ORDER_RESOLVED, now_ns,
                              f"ORDER_RESOLVED: cl_ord_id={o.req.cl_ord_id} by={status.value} live=0 cum_qty={o.filled}")
@@ -872,7 +884,7 @@ class PairTrade:
                 side, need = leg.side, -ex
             else:
                 continue
-            if limit is not None and self.rollbacks >= limit:
+            if limit is not None and self.rollbacks - self._unreached >= limit:
                 blocked = True
                 continue
             self.rollbacks += 1
@@ -890,6 +902,10 @@ class PairTrade:
         self._cancel_live_entries(now_ns)
         if self._settle_if_flat(now_ns):
             return
+        if self._unwind_paused:
+            if now_ns < self._retry_at_ns:
+                return
+            self._unwind_paused = False
         blocked = self._send_unwinds(now_ns, OrderPurpose.ROLLBACK, self.params.rollback_attempts,
                                      Tr.ROLLBACK_ORDER_SENT)
         if blocked and not self._unwind_live():

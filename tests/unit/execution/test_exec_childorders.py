@@ -208,3 +208,29 @@ def test_status_query_of_a_finished_parent_is_asked_of_its_children_and_answered
     assert r.on_report(report(a, ExecType.STATUS, cum=2, leaves=0))[0] == []
     events, _ = r.on_report(report(b, ExecType.STATUS, cum=1, leaves=0))
     assert [(e.exec_type, e.cum_qty, e.leaves_qty) for e in events] == [(ExecType.STATUS, 3, 0)]
+
+
+def test_session_down_answer_to_a_status_query_of_a_restored_child_leaves_it_in_doubt() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    fresh = router()
+    for child in (a, b):
+        fresh.restore(parent(), child)  # sent before the restart; never answered since
+    fresh.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    down = "SESSION_DOWN: venue=SHFE"
+    assert fresh.on_report(report(a, ExecType.REJECT, leaves=0, reason=down))[0] == []
+    assert fresh.on_report(report(b, ExecType.REJECT, leaves=0, reason=down))[0] == []
+    fresh.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))  # asked again once the session is back
+    assert fresh.on_report(report(a, ExecType.STATUS, cum=2, leaves=0))[0][0].cum_qty == 2
+    events, _ = fresh.on_report(report(b, ExecType.STATUS, cum=1, leaves=0))
+    assert [(e.exec_type, e.cum_qty) for e in events] == [(ExecType.FILL, 3)]
+
+
+def test_session_down_answer_to_the_first_status_query_of_an_unanswered_child_leaves_it_in_doubt() -> None:
+    r = router()
+    a, b = r.route(parent())[0]  # a dropped order: the venue never said anything about a
+    r.on_report(report(b, ExecType.FILL, cum=1, last=1))
+    r.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    assert r.on_report(report(a, ExecType.REJECT, leaves=0, reason="SESSION_DOWN: venue=SHFE"))[0] == []
+    events, _ = r.on_report(report(a, ExecType.FILL, cum=2, last=2))  # it was filled all along
+    assert [(e.exec_type, e.cum_qty) for e in events] == [(ExecType.FILL, 3)]

@@ -269,6 +269,22 @@ def test_broken_flatten_rejected_waits_for_next_timer() -> None:
     assert [(o.purpose, o.qty) for o in flatten] == [(OrderPurpose.FLATTEN, 1)]
 
 
+def test_rollback_refused_session_down_waits_a_timeout_and_uses_no_attempt() -> None:
+    r = run([("fill", "a1"), ("reject", "b1"), ("reject", "b2"), ("reject", "b3")])
+    down = "SESSION_DOWN: venue=SHFE"
+    for k in range(2, 9):  # an outage longer than every attempt allows
+        acts = r.trade.on_report(reject(r.orders[f"a{k}"], reason=down), r.now + k)
+        assert sends(acts) == [] and r.trade.state is TradeState.ROLLING_BACK
+        due = r.trade.next_deadline_ns()
+        assert due == r.now + k + 100 * MS  # the next unwind after one order timeout
+        (again,) = sends(r.trade.on_timer(due))
+        r.orders[f"a{k + 1}"] = again
+        r.now = due
+        assert again.purpose is OrderPurpose.ROLLBACK
+    r.trade.on_report(fill(r.orders["a9"]), r.now + 1)
+    assert r.trade.state is TradeState.ROLLED_BACK and r.trade.next_deadline_ns() is None
+
+
 def test_ack_timeout_marks_instruments_in_doubt_until_resolved() -> None:
     r = run([("fill", "b1"), ("timer", None, {"at": 100})])
     assert r.trade.instruments_in_doubt() == frozenset({"au"})
