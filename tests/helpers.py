@@ -130,11 +130,15 @@ def drill(cfg: "Config", run_dir: Path, cmd: str, **args: object) -> None:
     assert isinstance(reply, CmdAck) and reply.ok, reply
 
 
-def demo_with(*, reject: float, partial: float, drop: float, seed: int = 7, slow_shfe: bool = False) -> str:
+def demo_with(*, reject: float, partial: float, drop: float, seed: int = 7, slow_shfe: bool = False,
+              shfe_disconnects: tuple[float, float] | None = None) -> str:
     """The demo config with venue misbehaviour rates set, as a TOML prefix to add sections to.
 
-    `slow_shfe` makes SHFE fills take 300 ms, so pair trades stay open long enough to be caught."""
+    `slow_shfe` makes SHFE fills take 300 ms, so pair trades stay open long enough to be caught;
+    `shfe_disconnects` = (every_s, for_s) takes SHFE's order session down on that schedule."""
     shfe = "ack_latency_ms = 20, fill_latency_ms = 300" if slow_shfe else "ack_latency_ms = 0.5, fill_latency_ms = 1.0"
+    if shfe_disconnects is not None:
+        shfe += f", disconnect_every_s = {shfe_disconnects[0]}, disconnect_for_s = {shfe_disconnects[1]}"
     rates = f"reject_rate = {reject}, partial_rate = {partial}, drop_rate = {drop}"
     return f"""include = ["{ROOT / 'configs' / 'demo.toml'}"]
 

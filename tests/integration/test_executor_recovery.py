@@ -16,7 +16,7 @@ from helpers import actor, demo_with, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-CONFIG = demo_with(reject=0.15, partial=0.25, drop=0.10, seed=11, slow_shfe=True) + """
+PAIRS = """
 [pairs.au_gc]
 order_timeout_ms = 1000
 deadline_ms = 4000
@@ -34,6 +34,10 @@ warmup_ticks = 20
 [actors.marginwatch]
 enabled = false
 """
+CONFIG = demo_with(reject=0.15, partial=0.25, drop=0.10, seed=11, slow_shfe=True) + PAIRS
+# SHFE's session drops every 3 s for 0.8 s: status queries and unwinds meet SESSION_DOWN, also right
+# after the restart
+DISCONNECTS = demo_with(reject=0.10, partial=0.3, drop=0.15, seed=4, slow_shfe=True, shfe_disconnects=(3.0, 0.8)) + PAIRS
 
 
 def _venue_positions(run_dir: Path) -> dict[tuple[str, str], int]:
@@ -49,9 +53,11 @@ def _venue_positions(run_dir: Path) -> dict[tuple[str, str], int]:
     return pos
 
 
-def test_executor_killed_mid_trading_resumes_and_matches_the_venue_fill_for_fill(tmp_path: Path, run_dir: Path) -> None:
+@pytest.mark.parametrize("body", [CONFIG, DISCONNECTS], ids=["steady", "shfe_disconnects"])
+def test_executor_killed_mid_trading_resumes_and_matches_the_venue_fill_for_fill(tmp_path: Path, run_dir: Path,
+                                                                                 body: str) -> None:
     cfg = tmp_path / "recovery.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(body)
     xmc("up", str(cfg), "--detach", run_dir=run_dir, check=True)
 
     def busy() -> dict | None:
