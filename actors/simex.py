@@ -28,6 +28,7 @@ from bus import topics
 from bus.messages import (CancelRequest, CmdAck, Control, Envelope, ExecType, Message, OrderEvent, OrderRequest, Side,
                           StatusRequest, Step, StepDone)
 from configs.load import lockstep_start_ns
+from feeds.book import TopOfBook
 from feeds.simex.prices import PriceProcess
 from feeds.simex.venue import SimVenue, venue_seed
 
@@ -119,12 +120,7 @@ class SimexActor(Actor):
             self.step_ns = nxt
         self.step += 1
         self._released_mono = time.monotonic_ns()
-        for tob in tobs:
-            venue = self.venues.get(tob.venue)
-            if venue is not None:
-                venue.on_quote(tob)
-            self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
-            self.quotes += 1
+        self._emit_quotes(tobs)
         self._markers()
 
     def _drain_venues(self) -> None:
@@ -143,18 +139,22 @@ class SimexActor(Actor):
     def _pump(self) -> None:
         """Emit due quotes, deliver due reports, and re-arm the wake-up timer."""
         now = self.venue_now()
-        for tob in self.prices.step(now):
-            venue = self.venues.get(tob.venue)
-            if venue is not None:
-                venue.on_quote(tob)
-            self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
-            self.quotes += 1
+        self._emit_quotes(self.prices.step(now))
         self._deliver_reports(now)
         nxt = [t for t in [self.prices.next_due_ns()] + [v.next_due_ns() for v in self.venues.values()] if t is not None]
         delay = min(MAX_WAKE_S, max(0.0, (min(nxt) - self.venue_now()) / 1e9)) if nxt else MAX_WAKE_S
         if self._wake is not None:
             self._wake.cancelled = True
         self._wake = self.after(delay, self._pump)
+
+    def _emit_quotes(self, tobs: list[TopOfBook]) -> None:
+        """Each quote into its venue's book (in time order), then out on the venue's raw feed."""
+        for tob in tobs:
+            venue = self.venues.get(tob.venue)
+            if venue is not None:
+                venue.on_quote(tob)
+            self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
+            self.quotes += 1
 
     def _deliver_reports(self, now: int) -> None:
         for name, venue in self.venues.items():
