@@ -31,6 +31,7 @@ from riskguard.watch import MarginWatch
 FILL_COALESCE_S = 0.02
 MD_PULL_S = 0.1
 FILL_PULL_S = 1.0
+JOURNAL_SWEEP_S = 5.0
 EXEC_FILL = "exec.fill."
 
 
@@ -59,25 +60,46 @@ class MarginWatchActor(Actor):
         self.util = 0.0
         self._dirty = False
         self._pending: Timer | None = None
-        self._bootstrap_from_journal()
+        self._journal_id = 0  # the last journal row read for fills
+        self.journal_recovered = 0
+        fills = self._journal_fills()
+        if fills is not None:
+            self.log.info("positions_bootstrapped", fills=fills, positions=len(self.watch.positions()))
         self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
+        self.every(JOURNAL_SWEEP_S, self._sweep_journal)
 
-    def _bootstrap_from_journal(self) -> None:
+    def _journal_fills(self) -> int | None:
+        """Apply the journal's fills after the last row read (the ledger drops exec ids it has);
+        how many it applied, None if the journal could not be read."""
         path = audit_path(self.run_dir)
         if not path.exists():
-            return
+            return 0
         try:
             reader = AuditReader(path)
-            fills = [msgspec.convert(r["body"], OrderEvent) for r in reader.rows("topic LIKE 'exec.fill.%'")]
+            rows = list(reader.rows("topic LIKE 'exec.fill.%' AND id > ?", (self._journal_id,)))
             reader.close()
+            fills = [msgspec.convert(r["body"], OrderEvent) for r in rows]
         except (sqlite3.Error, msgspec.ValidationError) as exc:
-            self.log.error("positions_bootstrap_failed", error=repr(exc))
-            return
+            self.log.error("journal_fills_failed", error=repr(exc))
+            return None
+        if rows:
+            self._journal_id = rows[-1]["id"]
+        applied = 0
         for ev in fills:
             if self.watch.on_fill(ev):
+                applied += 1
                 self.fills += 1
                 self.filled_qty += ev.last_qty
-        self.log.info("positions_bootstrapped", fills=len(fills), positions=len(self.watch.positions()))
+        return applied
+
+    def _sweep_journal(self) -> None:
+        """The safety net behind the fill stream and the executor's replay buffer: a fill the
+        executor published and died before anyone here fetched it is still in the journal."""
+        applied = self._journal_fills()
+        if applied:
+            self.journal_recovered += applied
+            self.log.warning("fills_recovered_from_journal", fills=applied)
+            self._dirty = True
 
     def warm(self) -> None:
         self.watch.warm_up()
@@ -158,7 +180,8 @@ class MarginWatchActor(Actor):
 
     def detail(self) -> dict[str, float]:
         s = self.last_state
-        d = {"fills": float(self.fills), "utilisation": round(self.util, 4),
+        d = {"fills": float(self.fills), "journal_recovered": float(self.journal_recovered),
+             "utilisation": round(self.util, 4),
              "risk_level": float(s.state.rank) if s is not None else 0.0}
         for p in self.watch.positions():
             key = f"pos.{p.instrument}"
