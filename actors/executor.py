@@ -112,6 +112,10 @@ class ExecutorActor(Actor):
             elif (isinstance(rec, ReportApplied) and rec.trade_id in recovered.trades
                   and rec.report.exec_type is ExecType.FILL):
                 self.router.restore_fill(rec.report)
+        for trade in recovered.trades.values():
+            for view in trade.order_views():
+                if view.cancel_requested:
+                    self.router.restore_cancel(view.cl_ord_id)
         self.ids = TradeIds(TRADE_PREFIX, recovered.next_trade_n)
         self.trades.update(recovered.trades)
         self.open.update(recovered.trades)

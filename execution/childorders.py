@@ -169,6 +169,13 @@ class ChildRouter:
         parent.acked = True
         parent.cum = sum(c.cum for c in parent.children.values())
 
+    def restore_cancel(self, cl_ord_id: str) -> None:
+        """After a restart: the trade had asked to cancel this parent; no slice of it goes out any more."""
+        parent = self._parents.get(cl_ord_id)
+        if parent is not None:
+            parent.cancelled = True
+            parent.queue = {}
+
     def cancel(self, req: CancelRequest) -> list[CancelRequest]:
         parent = self._parents.get(req.cl_ord_id)
         if parent is None:
@@ -209,11 +216,13 @@ class ChildRouter:
             if not child.done:
                 child.done = child.rejected = True
                 child.reason = child.reason or ev.reason
-        elif et is not ExecType.CANCEL_REJECT:  # a refused cancel: the child lives on
-            if ev.cum_qty > child.cum:
+        else:
+            if ev.cum_qty > child.cum:  # a refused cancel counts the fills it reports too
                 child.cum = ev.cum_qty
                 child.avg = ev.avg_px or ev.last_px or child.avg
-            if et is not ExecType.ACK and ev.leaves_qty <= 0:
+            if et is ExecType.CANCEL_REJECT:  # the child lives on, unless the refusal says it is all filled
+                child.done = child.done or child.cum >= child.req.qty
+            elif et is not ExecType.ACK and ev.leaves_qty <= 0:
                 child.done = True
         if child.cum > prev_cum:
             self._held(parent, child.req.account, child.cum - prev_cum)

@@ -234,3 +234,29 @@ def test_session_down_answer_to_the_first_status_query_of_an_unanswered_child_le
     assert r.on_report(report(a, ExecType.REJECT, leaves=0, reason="SESSION_DOWN: venue=SHFE"))[0] == []
     events, _ = r.on_report(report(a, ExecType.FILL, cum=2, last=2))  # it was filled all along
     assert [(e.exec_type, e.cum_qty) for e in events] == [(ExecType.FILL, 3)]
+
+
+def test_refused_cancel_that_reports_a_child_fill_counts_it() -> None:
+    r = router()
+    a, b = r.route(parent())[0]
+    r.on_report(report(a, ExecType.FILL, cum=2, last=2))
+    r.cancel(CancelRequest(cl_ord_id="T000001.a1", venue="SHFE", instrument="au"))
+    # b's own FILL report was lost; the venue says so when refusing the cancel
+    events, _ = r.on_report(report(b, ExecType.CANCEL_REJECT, cum=1, leaves=0,
+                                   reason="ORDER_NOT_OPEN: cl_ord_id=T000001.a1/2 state=FILLED"))
+    assert [(e.exec_type, e.last_qty, e.cum_qty, e.leaves_qty) for e in events] == [(ExecType.FILL, 1, 3, 0)]
+
+
+def test_restored_parent_the_trade_had_cancelled_sends_no_new_slice() -> None:
+    r = router(allocation="round_robin", visible=1)
+    a, b = r.route(parent(qty=4, tif=TimeInForce.DAY))[0]  # 2 lots each, sliced 1 + 1
+    r.cancel(CancelRequest(cl_ord_id="T000001.a1", venue="SHFE", instrument="au"))
+    fresh = router(allocation="round_robin", visible=1)
+    for child in (a, b):
+        fresh.restore(parent(qty=4, tif=TimeInForce.DAY), child)
+    fresh.restore_cancel("T000001.a1")  # the trade's replayed state says it asked to cancel
+    fresh.status(StatusRequest(cl_ord_id="T000001.a1", venue="SHFE"))
+    _, sent_a = fresh.on_report(report(a, ExecType.STATUS, cum=0, leaves=0))
+    events, sent_b = fresh.on_report(report(b, ExecType.STATUS, cum=0, leaves=0))
+    assert sent_a == [] and sent_b == []
+    assert [e.leaves_qty for e in events] == [0]
