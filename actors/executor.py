@@ -107,7 +107,9 @@ class ExecutorActor(Actor):
         if self.wal.scan.reason:
             self.log.error("wal_torn_tail", reason=self.wal.scan.reason)
         for rec in self.wal.records:
-            if isinstance(rec, ChildSent) and rec.order.trade_id in recovered.trades:
+            if isinstance(rec, TradeOpened):  # a signal is traded once, even if it comes again after a restart
+                self.signal_seen.add(rec.signal.signal_id)
+            elif isinstance(rec, ChildSent) and rec.order.trade_id in recovered.trades:
                 self.router.restore(rec.parent, rec.order)
             elif (isinstance(rec, ReportApplied) and rec.trade_id in recovered.trades
                   and rec.report.exec_type is ExecType.FILL):
@@ -240,6 +242,9 @@ class ExecutorActor(Actor):
         if sig.step and self._waits_for_step(sig):
             self.parked.append((topic, env))
             return
+        if sig.signal_id in self.signal_seen:  # a repeat (the trigger re-sends one it heard nothing about)
+            self.log.info("signal_repeated", signal_id=sig.signal_id, pair=sig.pair)
+            return
         recv = time.monotonic_ns()
         self.stats["signals"] += 1
         reason = self._refuse(sig, recv)
@@ -272,8 +277,6 @@ class ExecutorActor(Actor):
     def _refuse(self, sig: Signal, now: int) -> str | None:
         if sig.pair not in self.params:
             return f"SIGNAL_PAIR_UNKNOWN: pair={sig.pair}"
-        if sig.signal_id in self.signal_seen:
-            return f"SIGNAL_DUPLICATE: signal_id={sig.signal_id}"
         if 0 < sig.expiry_ns < now:
             return f"SIGNAL_EXPIRED: age_us={(now - sig.signal_ns) / 1e3:.0f}"
         level = self.level

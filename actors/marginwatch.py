@@ -32,6 +32,7 @@ FILL_COALESCE_S = 0.02
 MD_PULL_S = 0.1
 FILL_PULL_S = 1.0
 JOURNAL_SWEEP_S = 5.0
+FILLS_WAIT_S = 3.0  # lockstep: how long a step waits for the fills simex made before it
 EXEC_FILL = "exec.fill."
 
 
@@ -45,6 +46,7 @@ class MarginWatchActor(Actor):
         executors = [n for n, a in self.cfg.actors.items() if a.kind == "executor"]
         self.lockstep = self.cfg.run.lockstep.enabled
         self.steps = StepBarrier(n for n in ingest if self.cfg.actors[n].enabled)
+        self._fills_wait: dict[int, float] = {}  # lockstep: step -> when it started waiting for fills
         self.filled_qty = 0  # quantity of every fill taken into the positions
         if self.lockstep:
             self.subscribe(ingest, [topics.MD], self._on_md, name="md")
@@ -147,8 +149,16 @@ class MarginWatchActor(Actor):
     def _lockstep(self) -> None:
         """Evaluate every step whose markers are all in and whose fills have all arrived."""
         while (step := self.steps.complete()) is not None:
-            if self.filled_qty < step.fill_qty:
-                return  # the executor has not published every fill made before this step yet
+            if self.filled_qty < step.fill_qty:  # the executor has not published every fill made before it yet
+                now = time.monotonic()
+                since = self._fills_wait.setdefault(step.step, now)
+                if now - since < FILLS_WAIT_S:
+                    return
+                # liveness first: a fill that was never published (a crash between logging and
+                # publishing it) must not stop the market; the run is no longer reproducible
+                self.log.error("lockstep_fills_missing", step=step.step, filled_qty=self.filled_qty,
+                               venue_filled_qty=step.fill_qty)
+            self._fills_wait.pop(step.step, None)
             self._dirty = False
             self._evaluate(periodic=False, now_ns=step.ts_ns)
             self.steps.finish(step.step)
@@ -156,6 +166,7 @@ class MarginWatchActor(Actor):
 
     def _tick(self) -> None:
         if self.lockstep:  # risk moves with the market steps only; repeat what subscribers may have missed
+            self._lockstep()  # a step held for fills gives up waiting here
             if self.last_state is not None:
                 self.publish(topics.RISK_STATE, self.last_state)
             if self.steps.done >= 0:

@@ -61,6 +61,10 @@ class TriggerActor(Actor):
         self._signals_sent_mono = 0
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
+            # a trade's end published while this trigger was (re)connecting to a restarted executor
+            # would hold the market: fetch the executor's buffered trade events as well
+            self.pull([n for n, a in actors.items() if a.kind == "executor"], "exec.trade.", 1.0, self._on_trade,
+                      name="trades")
         self._bootstrap_positions()
 
     def _bootstrap_positions(self) -> None:
@@ -126,6 +130,10 @@ class TriggerActor(Actor):
                 self.publish(topics.LOCKSTEP_DONE, StepDone(step=b.step))
         # InstrumentStatus: the wall-clock stale check does not apply to a paced market
 
+    def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
+        if self.lockstep and topic.startswith("exec.trade."):
+            self.pull_now("trades")
+
     def on_subscribe(self, prefix: str) -> None:
         if prefix.startswith(topics.SIG) or topics.SIG.startswith(prefix):
             self.sig_audience += 1
@@ -157,10 +165,19 @@ class TriggerActor(Actor):
             self.publish(topics.LOCKSTEP_DONE, StepDone(step=self.step_evaluated))
 
     def _check_lost_signals(self) -> None:
-        if self.open_signals and time.monotonic_ns() - self._signals_sent_mono > LOST_SIGNAL_S * 1e9:
+        """Re-send signals nobody answered (the executor may have been restarting: it trades a
+        signal id once); give them up after LOST_SIGNAL_S."""
+        if not self.open_signals:
+            return
+        now = time.monotonic_ns()
+        if now - self._signals_sent_mono > LOST_SIGNAL_S * 1e9:
             self.log.error("lockstep_signals_lost", signal_ids=sorted(self.open_signals), step=self.step_evaluated)
             self.open_signals.clear()
             self._finish_step()
+            return
+        for sig in self.open_signals.values():
+            again = msgspec.structs.replace(sig, expiry_ns=now + (sig.expiry_ns - sig.signal_ns), signal_ns=now)
+            self.publish(topics.sig(sig.pair), again)
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
