@@ -62,7 +62,9 @@ class SimexActor(Actor):
         self.prices = PriceProcess(cfg, names, start_ns=start)
         instruments = cfg.active_instruments()
         self.venues = {n: SimVenue(n, cfg.venues[n].sim, instruments, venue_seed(cfg.run.seed, n), start_ns=start,
-                                   band_ticks=cfg.venues[n].sim.band_ticks) for n in names}
+                                   band_ticks=cfg.venues[n].sim.band_ticks,
+                                   # ids stay unique when simex restarts (a trade drops an exec id it has seen)
+                                   session=f"{self.epoch % 10**6:06d}.") for n in names}
         self.venue_of = {k: i.venue for k, i in instruments.items() if i.venue in self.venues}
         self.peers: dict[str, bytes] = {}  # cl_ord_id -> session that sent it
         self.fill_log = open(self.run_dir / "state" / "simex-fills.jsonl", "ab")

@@ -87,7 +87,8 @@ class SimVenue:
 
     `instruments` are the venue's instruments keyed by config key (an
     `OrderRequest.instrument`); `band_ticks` is the price band around the
-    mid outside which limit orders are rejected.
+    mid outside which limit orders are rejected; `session` goes into its
+    order and exec ids, so a restarted venue never repeats an id.
     """
 
     def __init__(
@@ -99,8 +100,10 @@ class SimVenue:
         *,
         start_ns: int | None = None,
         band_ticks: int = DEFAULT_BAND_TICKS,
+        session: str = "",
     ) -> None:
         self.name = name
+        self._ids = f"{name}-{session}"  # order and exec ids: <venue>-<session>O<n> / E<n>
         self.cfg = cfg
         self._instruments = {k: i for k, i in instruments.items() if i.venue == name}
         self._sessions = {k: parse_sessions(i.hours) for k, i in self._instruments.items()}
@@ -166,7 +169,7 @@ class SimVenue:
         if u_partial < self.cfg.partial_rate and req.qty >= 2:
             partial_cap = 1 + int(u_size * (req.qty - 1))
         self._n += 1
-        order = SimOrder(req, f"{self.name}-O{len(self._orders) + 1}", t, self._n,
+        order = SimOrder(req, f"{self._ids}O{len(self._orders) + 1}", t, self._n,
                          dropped=u_drop < self.cfg.drop_rate, partial_cap=partial_cap, u_reject=u_reject)
         self._orders[req.cl_ord_id] = order
         self.stats["orders"] += 1
@@ -340,7 +343,7 @@ class SimVenue:
         if order.state.terminal:
             self._unrest(order)
         self._exec_n += 1
-        ev = self._report(order, ExecType.FILL, t, last_qty=qty, last_px=px, exec_id=f"{self.name}-E{self._exec_n}")
+        ev = self._report(order, ExecType.FILL, t, last_qty=qty, last_px=px, exec_id=f"{self._ids}E{self._exec_n}")
         self._fills.append(ev)
         self.stats["fills"] += 1
         self._emit(ev, t, deliver=not order.dropped)
