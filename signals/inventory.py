@@ -36,8 +36,10 @@ class Inventory:
         self.unmatched = 0  # trade-done reports that matched no pending signal
 
     def exposure_if_opened(self, p: int, sign: int, units: int) -> int:
-        """Worst-case exposure in direction `sign` if `units` more were opened (pending opens all fill)."""
-        return max(0, sign * self.position[p]) + self._open[p][sign] + units
+        """Worst-case exposure in direction `sign` if `units` more were opened: every pending trade in
+        that direction fills, closing ones included, and none in the other (a close whose position
+        another trade flattened first opens exposure)."""
+        return max(0, sign * self.position[p] + self._open[p][sign] + self._close[p][sign] + units)
 
     def closable(self, p: int, sign: int) -> int:
         """Units a closing trade in direction `sign` may still take (pending closes counted as filled)."""
