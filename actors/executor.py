@@ -152,7 +152,7 @@ class ExecutorActor(Actor):
             for (body,) in rows:
                 rate = msgspec.json.decode(body, type=FxRate)
                 latest.setdefault(rate.pair, rate)
-        except (sqlite3.Error, msgspec.ValidationError) as exc:
+        except (sqlite3.Error, msgspec.DecodeError) as exc:  # DecodeError covers a body of the wrong shape
             self.log.error("fx_bootstrap_failed", error=repr(exc))
             return
         for rate in latest.values():

@@ -64,6 +64,7 @@ class MarginWatchActor(Actor):
         self._pending: Timer | None = None
         self._journal_id = 0  # the last journal row read for fills
         self.journal_recovered = 0
+        self.journal_bad_rows = 0
         fills = self._journal_fills()
         if fills is not None:
             self.log.info("positions_bootstrapped", fills=fills, positions=len(self.watch.positions()))
@@ -78,16 +79,21 @@ class MarginWatchActor(Actor):
             return 0
         try:
             reader = AuditReader(path)
-            rows = list(reader.rows("topic LIKE 'exec.fill.%' AND id > ?", (self._journal_id,)))
+            rows = reader.db.execute("SELECT id, body FROM events WHERE topic LIKE 'exec.fill.%' AND id > ? ORDER BY id",
+                                     (self._journal_id,)).fetchall()
             reader.close()
-            fills = [msgspec.convert(r["body"], OrderEvent) for r in rows]
-        except (sqlite3.Error, msgspec.ValidationError) as exc:
+        except sqlite3.Error as exc:
             self.log.error("journal_fills_failed", error=repr(exc))
             return None
-        if rows:
-            self._journal_id = rows[-1]["id"]
         applied = 0
-        for ev in fills:
+        for row_id, body in rows:
+            self._journal_id = row_id
+            try:
+                ev = msgspec.json.decode(body, type=OrderEvent)
+            except msgspec.DecodeError as exc:  # one bad row is skipped, never read again
+                self.journal_bad_rows += 1
+                self.log.error("journal_fill_bad", row_id=row_id, error=repr(exc))
+                continue
             if self.watch.on_fill(ev):
                 applied += 1
                 self.fills += 1
@@ -192,6 +198,7 @@ class MarginWatchActor(Actor):
     def detail(self) -> dict[str, float]:
         s = self.last_state
         d = {"fills": float(self.fills), "journal_recovered": float(self.journal_recovered),
+             "journal_bad_rows": float(self.journal_bad_rows),
              "utilisation": round(self.util, 4),
              "risk_level": float(s.state.rank) if s is not None else 0.0}
         for p in self.watch.positions():

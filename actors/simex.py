@@ -85,12 +85,13 @@ class SimexActor(Actor):
 
     def _announce(self) -> None:
         """Probe before the market opens; re-send a step's markers if its StepDone is late."""
-        late = time.monotonic_ns() - self._released_mono > REANNOUNCE_S * 1e9
-        if self.step == 0 or (late and not self._closed()):
-            if self.step and late:
-                self.log.warning("lockstep_reannounce", step=self.step)
-                self._released_mono = time.monotonic_ns()
-            self._markers()
+        if self.step > 0:
+            now = time.monotonic_ns()
+            if self._closed() or now - self._released_mono < REANNOUNCE_S * 1e9:
+                return
+            self.log.warning("lockstep_reannounce", step=self.step)
+            self._released_mono = now
+        self._markers()
 
     def _closed(self) -> bool:
         return 0 < self.step_limit <= self.step

@@ -381,7 +381,7 @@ def run_dir_processes(run_dir: str | Path) -> list[int]:
             continue
         try:
             args = [a.decode("utf-8", "replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
-            state = (proc / "stat").read_text().split()[2]
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]  # the name may hold spaces
         except (OSError, IndexError):
             continue
         if state != "Z" and marker in args and ("actors.run" in args or "actors.supervisor" in args):

@@ -78,7 +78,7 @@ class TriggerActor(Actor):
             for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
                 last[row["trade_id"]] = row["body"]
             reader.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, msgspec.DecodeError) as exc:  # a bad row: start flat and say so
             self.log.error("positions_bootstrap_failed", error=repr(exc))
             return
         units: dict[str, int] = {}

@@ -46,6 +46,7 @@ from bus.messages import (CmdAck, Control, Envelope, ExecType, FxRate, Heartbeat
                           OrderPurpose, OrderRequest, PairTradeEvent, Quote, RiskLevel, RiskState, Side, Signal,
                           SignalLeg)
 from bus.pubsub import Publisher
+from actors.supervisor import run_dir_processes
 from configs.load import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,26 +120,11 @@ class SystemRun:
             return
         self._up = False
         proc = self.xmc("down")
-        left = self._processes()
+        left = run_dir_processes(self.run_dir)
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         if proc.returncode != 0 or left:
             raise RuntimeError(f"xmc down -> {proc.returncode} ({proc.stderr.strip()[-300:]}); leftover pids {left}")
-
-    def _processes(self) -> list[int]:
-        marker = str(self.run_dir.resolve())
-        pids = []
-        for p in Path("/proc").iterdir():
-            if not p.name.isdigit():
-                continue
-            try:
-                args = [a.decode("utf-8", "replace") for a in (p / "cmdline").read_bytes().split(b"\0")]
-                state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state != "Z" and marker in args and ("actors.run" in args or "actors.supervisor" in args):
-                pids.append(int(p.name))
-        return pids
 
     def status(self) -> dict:
         """The live status document (what `xmc status --json` prints), over the supervisor's CLI channel."""

@@ -24,18 +24,21 @@ enabled = false
 """
 
 
-def test_marginwatch_takes_a_fill_only_the_journal_has(tmp_path: Path, run_dir: Path) -> None:
+def test_marginwatch_takes_a_fill_only_the_journal_has_past_a_malformed_row(tmp_path: Path, run_dir: Path) -> None:
     cfg = tmp_path / "mw.toml"
     cfg.write_text(CONFIG)
     xmc("up", str(cfg), "--detach", run_dir=run_dir, check=True)
     fill = OrderEvent(cl_ord_id="T000042.a1", exec_type=ExecType.FILL, venue="SHFE", instrument="au", side=Side.SELL,
                       order_qty=3, cum_qty=3, leaves_qty=0, last_qty=3, last_px=556.0, avg_px=556.0,
                       exec_id="SHFE-E42", venue_order_id="SHFE-O42")
-    env = Envelope(src="executor", epoch=12345, seq=1, ts_ns=time.monotonic_ns(), body=fill)
+    bad = Envelope(src="executor", epoch=12345, seq=1, ts_ns=time.monotonic_ns(), body=fill)
+    env = Envelope(src="executor", epoch=12345, seq=2, ts_ns=time.monotonic_ns(), body=fill)
     writer = AuditWriter(run_dir / "journal.sqlite")  # as the journal's catch-up would have stored it
+    writer.add(row_of("exec.fill.SHFE", bad, replayed=True)[:-1] + ("{not json",))
     writer.add(row_of("exec.fill.SHFE", env, replayed=True))
     writer.flush()
     writer.close()
     wait_for(lambda: actor(run_dir, "marginwatch")["detail"].get("pos.au") == -3.0, 20,
              "marginwatch to hold the journal's fill")
-    assert actor(run_dir, "marginwatch")["detail"]["journal_recovered"] == 1.0
+    detail = actor(run_dir, "marginwatch")["detail"]
+    assert detail["journal_recovered"] == 1.0 and detail["journal_bad_rows"] == 1.0
