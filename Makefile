@@ -8,11 +8,20 @@ XMC    := $(VENV)/bin/xmc
 STAMP  := $(VENV)/.stamp-install
 DURATION ?= 30
 RUN_DIR  ?= run
+CONFIG   ?= configs/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench demo-check clean
+.PHONY: setup fix-peer run test test-fast bench demo-check clean
 
 setup: $(STAMP)
+
+# QuickFIX's own example FIX acceptor (Debian's libquickfix-doc ships it built): a real,
+# independent FIX peer for the integration tests. Installed with apt when missing.
+FIX_PEER_PKGS := libquickfix17 libquickfix-doc
+fix-peer:
+	@dpkg -s $(FIX_PEER_PKGS) >/dev/null 2>&1 || { \
+	  echo "installing $(FIX_PEER_PKGS) (apt): QuickFIX's example executor for the FIX tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FIX_PEER_PKGS)) >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
@@ -24,14 +33,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: setup
-	$(XMC) check configs/demo.toml
-	$(XMC) up configs/demo.toml --run-dir $(RUN_DIR) --duration $(DURATION) --live
+	$(XMC) check $(CONFIG)
+	$(XMC) up $(CONFIG) --run-dir $(RUN_DIR) --duration $(DURATION) --live
 	$(XMC) report --run-dir $(RUN_DIR)
 
-test: setup
+test: setup fix-peer
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
-test-fast: setup
+test-fast: setup fix-peer
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
 bench: setup

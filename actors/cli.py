@@ -20,6 +20,7 @@ import click
 import zmq
 
 from actors.supervisor import LIVE_STATES, Supervisor, read_status_file, run_dir_processes
+from feeds.fix.sessionview import sessions_from_detail
 from bus.command import CommandTimeout, call
 from bus.messages import CmdAck, Control
 from configs.load import ConfigInvalid, load_config
@@ -223,6 +224,7 @@ def status(run_dir: Path, as_json: bool) -> None:
     if doc is None:
         raise CliFailure(f"no run in {run_dir}")
     doc["running"] = running
+    doc["fix_sessions"] = [row for a in doc.get("actors", []) for row in sessions_from_detail(a["name"], a.get("detail", {}))]
     _show(doc, as_json, "status_table")
 
 

@@ -25,14 +25,19 @@ from actors.runtime import Actor, Timer
 from bus.auditstore import AuditReader
 from bus import topics
 from bus.messages import (Alert, Control, Envelope, ExecType, FxRate, KillSwitch, OrderEvent,
-                          OrderPurpose, OrderRequest, PairTradeEvent, RiskLevel, RiskState, Severity, Side, Signal, SignalLeg,
-                          Step, StepDone)
+                          OrderPurpose, OrderRequest, PairTradeEvent, Quote, RiskLevel, RiskState, Severity, Side, Signal,
+                          SignalLeg, StatusRequest, Step, StepDone)
 from bus.lockstep import StepBarrier
 from execution.allocation import Allocator
+from configs.schema import FixVenueCfg
+from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
+from feeds.fix.session import FixEngine, SessionEventKind
+from feeds.fix.venue import logon_fields, order_session
+from feeds.fix.wire import Fields, FixError
 from execution.ids import TradeIds, parse_cl_ord_id
 from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
-                                 SignalInvalid, Transition, params_from_config)
+                                 SignalInvalid, Transition, marketable_limit, params_from_config)
 from execution.childorders import ChildRouter, parent_of, session_down
 from execution.wal import (ChildSent, Halted, OrderSent, ReportApplied, Resumed, TimerFired, TradeClosed, TradeOpened,
                            WalRecord, WriteAheadLog, compact, recover)
@@ -91,7 +96,25 @@ class ExecutorActor(Actor):
             client = self.connect_command(name, self._on_venue_answer)
             venues = a.venues or [v for v, vc in cfg.venues.items() if vc.kind == "sim"]
             for v in venues:
+                if cfg.venues[v].kind != "sim":
+                    continue  # a FIX venue simex serves is reached over FIX like any other
                 self.gateways[v] = SimGateway(v, client.send)
+        self.fix_gateways: list[FixGateway] = []
+        self._local_timer: Timer | None = None
+        traded = {v for a in cfg.accounts.values() for v in a.venues}
+        for v, vc in cfg.venues.items():
+            if vc.kind == "fix" and vc.fix is not None and v in traded:
+                self._start_fix(v, vc.fix)
+        # venues without market orders: unwinds are priced through the current touch, so the executor
+        # keeps those instruments' top of book (and only those: every quote wakes it)
+        self.touch: dict[str, tuple[float, float]] = {}
+        no_market = {v for v, vc in cfg.venues.items() if vc.fix is not None and not vc.fix.market_orders}
+        book_insts = {i.symbol: k for k, i in cfg.active_instruments().items() if i.venue in no_market and not i.fx}
+        self._touch_of = {(cfg.instruments[k].venue, sym): k for sym, k in book_insts.items()}
+        if book_insts:
+            self.subscribe([n for n, a in actors.items() if a.kind == "ingest" and a.venue in no_market],
+                           [topics.md(cfg.instruments[k].venue, sym) for sym, k in sorted(book_insts.items())],
+                           self._on_touch, name="touch")
         self._wake: Timer | None = None
         self._last_sent_ns = 0
         self.risk_latency_us = 0.0  # computed risk state -> received here, for the last RiskState
@@ -114,6 +137,10 @@ class ExecutorActor(Actor):
             elif (isinstance(rec, ReportApplied) and rec.trade_id in recovered.trades
                   and rec.report.exec_type is ExecType.FILL):
                 self.router.restore_fill(rec.report)
+            if isinstance(rec, (OrderSent, ChildSent)) and rec.order.trade_id in recovered.trades:
+                fix_gw = self.gateways.get(rec.order.venue)
+                if isinstance(fix_gw, FixGateway):  # so it can name the order in a status or cancel request
+                    fix_gw.remember(rec.order)
         for trade in recovered.trades.values():
             for view in trade.order_views():
                 if view.cancel_requested:
@@ -195,6 +222,13 @@ class ExecutorActor(Actor):
             while (step := self.fx_steps.complete()) is not None:
                 self.fx_steps.finish(step.step)
             self._unpark()
+
+    def _on_touch(self, topic: str, env: Envelope) -> None:
+        q = env.body
+        if isinstance(q, Quote):
+            inst = self._touch_of.get((q.venue, q.symbol))
+            if inst is not None:
+                self.touch[inst] = (q.bid, q.ask)
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
@@ -289,6 +323,10 @@ class ExecutorActor(Actor):
         busy = [t for t in self.open if self.trades[t].pair == sig.pair]
         if busy:
             return f"EXEC_PAIR_BUSY: pair={sig.pair} trade_id={busy[0]}"
+        for leg in (p.a, p.b):
+            gw = self.gateways.get(leg.venue)
+            if gw is not None and not gw.connected:
+                return f"SESSION_DOWN: venue={leg.venue} instrument={leg.instrument}"
         doubt = {i for t in self.open for i in self.trades[t].instruments_in_doubt()}
         for leg in (p.a.instrument, p.b.instrument):
             if leg in doubt:
@@ -304,10 +342,80 @@ class ExecutorActor(Actor):
             direction=sig.direction, legs=(), reason=reason, signal_id=sig.signal_id, tick_recv_ns=sig.tick_recv_ns,
             ts_ns=time.monotonic_ns()))
 
+    # ---- FIX order sessions ---------------------------------------------------------------
+
+    def _start_fix(self, venue: str, fx: FixVenueCfg) -> None:
+        """A QuickFIX initiator for the venue's order session; its callbacks reach this loop."""
+        spec = order_session(self.run_dir, venue, fx)
+        engine = FixEngine("initiator", [spec], self.ctx, logon_fields=logon_fields(fx))
+        self.on_close(engine.stop)
+        gw = FixGateway(venue, self.cfg, engine, spec.session_id, on_local=self._local_soon)
+        self.gateways[venue] = gw
+        self.fix_gateways.append(gw)
+        self.watch(engine.socket, lambda: self._on_fix(gw))
+        engine.start()
+        self.log.info("fix_session_starting", venue=venue, session=spec.session_id, host=fx.host, port=fx.port,
+                      store=spec.store_dir, ioc=fx.ioc, market_orders=fx.market_orders,
+                      status_requests=fx.status_requests)
+
+    def _on_fix(self, gw: FixGateway) -> None:
+        for sev in gw.engine.drain():
+            if sev.kind is SessionEventKind.LOGON:
+                out_seq, in_seq = gw.engine.seq_nums(sev.session)
+                self.log.info("fix_session_logon", venue=gw.venue, session=sev.session, next_out_seq=out_seq,
+                              next_in_seq=in_seq)
+                self._query_in_doubt(gw.venue)
+                continue
+            if sev.kind is SessionEventKind.LOGOUT:
+                self.log.warning("fix_session_down", venue=gw.venue, session=sev.session,
+                                 reason=gw.engine.views[sev.session].last_reason)
+                continue
+            if sev.kind is SessionEventKind.REFUSED:  # QuickFIX refused a message the venue sent
+                self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=_fix_text(sev.raw))
+                continue
+            try:
+                events = gw.on_event(sev)
+            except FixError as exc:
+                gw.stats["bad_messages"] += 1
+                gw.last_error = str(exc)
+                self.log.error("fix_message_dropped", venue=gw.venue, reason=str(exc), message=_fix_text(sev.raw))
+                if str(exc).startswith("FIX_UNSUPPORTED"):
+                    self._alert(Severity.CRITICAL, f"EXEC_FIX_UNSUPPORTED: venue={gw.venue} {exc}", "")
+                continue
+            for ev in events:
+                self._on_report(msgspec.structs.replace(ev, recv_ns=sev.ts_ns or time.monotonic_ns()))
+
+    def _local_soon(self) -> None:
+        """A gateway answered without its venue: deliver on the next loop turn, never inside a send."""
+        if self._local_timer is None:
+            self._local_timer = self.after(0.0, self._flush_local)
+
+    def _flush_local(self) -> None:
+        self._local_timer = None
+        for gw in self.fix_gateways:
+            for ev in gw.take_local():
+                self._on_report(msgspec.structs.replace(ev, recv_ns=time.monotonic_ns()))
+
+    def _query_in_doubt(self, venue: str) -> None:
+        """A session (re)logged on: ask at once about every order on it whose fate is unknown."""
+        asked = 0
+        for trade_id in sorted(self.open):
+            trade = self.trades[trade_id]
+            for view in trade.order_views():
+                if view.status is OrderStatus.IN_DOUBT and getattr(trade.params, view.leg).venue == venue:
+                    self._act(trade, QueryStatus(query=StatusRequest(cl_ord_id=view.cl_ord_id, venue=venue)),
+                              time.monotonic_ns())
+                    asked += 1
+        if asked:
+            self.log.info("fix_in_doubt_queried", venue=venue, orders=asked)
+
+    # ---- venue answers --------------------------------------------------------------------
+
     def _on_venue_answer(self, env: Envelope) -> None:
-        ev = env.body
-        if not isinstance(ev, OrderEvent):
-            return
+        if isinstance(env.body, OrderEvent):
+            self._on_report(env.body)
+
+    def _on_report(self, ev: OrderEvent) -> None:
         now = time.monotonic_ns()
         ev = msgspec.structs.replace(ev, recv_ns=now)
         self.stats["reports"] += 1
@@ -511,6 +619,11 @@ class ExecutorActor(Actor):
                 return order, denial
         else:
             self.limits.check(order, now, leg.limit_px, None)  # never blocks an unwind; counts in the rate window
+            book = self.touch.get(order.instrument)
+            if book is not None:  # a venue without market orders: a marketable limit through today's touch
+                tick = self.cfg.instruments[order.instrument].tick
+                price = marketable_limit(order.side, book[0], book[1], max(1, trade.params.rollback_far_ticks), tick)
+                order = msgspec.structs.replace(order, price=price)
         return order, None
 
     def _deny(self, trade: PairTrade, order: OrderRequest, denial: str, now: int) -> None:
@@ -542,6 +655,8 @@ class ExecutorActor(Actor):
 
     def detail(self) -> dict[str, float]:
         d = {k: float(v) for k, v in self.stats.items()}
+        for gw in self.fix_gateways:
+            d.update(gw.detail())
         d["open_trades"] = float(len(self.open))
         d["risk_level"] = float(self.level.rank)
         if self.s2o_us:
@@ -570,3 +685,10 @@ class ExecutorActor(Actor):
                            note="resumed from the write-ahead log at next start")
         self.wal.close()
 
+
+def _fix_text(raw: str) -> str:
+    """A FIX message for a log line: `|` for SOH, the password masked, at most 300 characters."""
+    try:
+        return Fields.parse(raw).text()[:300]
+    except FixError:
+        return raw.replace("\x01", "|")[:300]

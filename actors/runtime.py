@@ -92,6 +92,7 @@ class Actor:
         self._ctl_dropped = 0
         self._cmd_bad: dict[str, int] = {}
         self._cmd_channels: dict[str, tuple[CommandClient, list[Callable[[Envelope], None]]]] = {}
+        self._closers: list[Callable[[], None]] = []
 
         hwm = cfg.endpoints.hwm
         # XPUB, so the actor sees who subscribes (a replay waits for its audience)
@@ -127,6 +128,15 @@ class Actor:
     def _register(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
         self._handlers[sock] = fn
         self.poller.register(sock, zmq.POLLIN)
+
+    def watch(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
+        """Call `fn` from the loop whenever `sock` is readable (e.g. a FIX engine's hand-off socket)."""
+        self._register(sock, fn)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run `fn` when the actor closes, on every exit path (failed setup included), before its
+        sockets and context go: engines with threads of their own (QuickFIX) are stopped here."""
+        self._closers.append(fn)
 
     def subscribe(self, publishers: list[str], prefixes: list[str], handler: SubHandler, name: str = "sub") -> Inbound:
         """Connect one SUB socket to the publishers' PUB endpoints with these topic prefixes."""
@@ -512,6 +522,12 @@ class Actor:
                 heapq.heappush(timers, t)
 
     def _close(self) -> None:
+        for fn in reversed(self._closers):
+            try:
+                fn()
+            except Exception as exc:  # closing must go on: the sockets and the context still need it
+                self.log.error("close_failed", error=repr(exc))
+        self._closers.clear()
         for sock in list(self._handlers):
             sock.close()
         self.ctx.term()

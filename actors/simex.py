@@ -8,6 +8,18 @@ order, after the venue's configured latency (in venue time). Every fill the
 venue makes is also published on ``venue.fill.<venue>`` and appended to
 ``state/simex-fills.jsonl``: the venue's own drop copy, to reconcile against.
 
+A venue of ``kind = "fix"`` named in the actor's ``venues`` list is served the
+same way behind a real FIX acceptor (QuickFIX, on the venue's port: `xmc check`
+wants a loopback host, but this QuickFIX build has no setting for the listening
+address; `feeds.simex.fixserver`): NewOrderSingle / OrderCancelRequest /
+OrderStatusRequest reach the same `SimVenue.handle` as bus requests, the
+reports of those orders go back over FIX as ExecutionReports and
+OrderCancelRejects, MarketDataRequests subscribe to the venue's quotes as
+MarketDataSnapshotFullRefresh messages, and the venue's scheduled disconnects
+log its FIX sessions out and refuse their logons until it is up again. Its
+quotes still go out on ``raw.<venue>.<instrument>``, its fills on
+``venue.fill.<venue>`` and into the drop copy.
+
 Lockstep (``run.lockstep``): venue time is no longer the wall clock. simex
 releases one market step (every quote due at the next grid time) followed by
 a `Step` marker on each venue's stream, then waits for the trigger's
@@ -29,6 +41,7 @@ from bus.messages import (CancelRequest, CmdAck, Control, Envelope, ExecType, Me
                           StatusRequest, Step, StepDone)
 from configs.load import lockstep_start_ns
 from feeds.book import TopOfBook
+from feeds.simex.fixserver import FixVenueServer, VenueRequest
 from feeds.simex.prices import PriceProcess
 from feeds.simex.venue import SimVenue, venue_seed
 
@@ -73,6 +86,10 @@ class SimexActor(Actor):
         self.undeliverable = 0
         self.quotes = 0
         self._fills_seen = {n: 0 for n in names}
+        self.fix_servers: dict[str, FixVenueServer] = {}
+        for n in names:
+            if cfg.venues[n].kind == "fix":
+                self._serve_fix(n)
         if self.lockstep:
             triggers = [n for n, a in cfg.actors.items() if a.kind == "trigger" and a.enabled]
             self.subscribe(triggers, [topics.LOCKSTEP_DONE], self._on_step_done, name="lockstep")
@@ -80,6 +97,36 @@ class SimexActor(Actor):
             self.log.info("lockstep", start_ns=self.step_ns, steps=self.step_limit)
         else:
             self._pump()
+
+    # --- FIX venues ---------------------------------------------------------------
+
+    def _serve_fix(self, name: str) -> None:
+        """Serve venue `name` over FIX: an acceptor engine in this loop, stopped on every exit path."""
+        srv = FixVenueServer(self.cfg, name, self.run_dir, self.ctx, log=self.log, clock=self.venue_now,
+                             id_prefix=f"{self.epoch % 10**6:06d}.", order_state=self.venues[name].order_state,
+                             orders=name not in self.spec.md_only)  # md_only: the orders go to a real FIX venue
+        self.on_close(srv.stop)
+        self.fix_servers[name] = srv
+        self.watch(srv.socket, lambda srv=srv: self._guarded(self._on_fix, srv))
+        srv.set_up(self.venues[name].connected(self.venue_now()))
+        srv.start()
+        fx = self.cfg.venues[name].fix
+        self.log.info("fix_acceptor_started", venue=name, host=fx.host if fx else "", port=fx.port if fx else 0,
+                      sessions=",".join(srv.sessions))
+
+    def _on_fix(self, srv: FixVenueServer) -> None:
+        """Requests that arrived over FIX go to the venue exactly like bus requests (`on_command`)."""
+        requests = srv.poll()
+        if requests:
+            self._handle_requests(self.venues[srv.venue], requests)
+
+    def _check_fix_sessions(self) -> None:
+        """Follow each FIX venue's disconnect schedule (venue time): drop and refuse its sessions while down."""
+        if not self.fix_servers:
+            return
+        now = self.venue_now()
+        for name, srv in self.fix_servers.items():
+            srv.set_up(self.venues[name].connected(now))
 
     # --- lockstep ----------------------------------------------------------------
 
@@ -123,6 +170,7 @@ class SimexActor(Actor):
             self.step_ns = nxt
         self.step += 1
         self._released_mono = time.monotonic_ns()
+        self._check_fix_sessions()
         self._emit_quotes(tobs)
         self._markers()
 
@@ -144,6 +192,7 @@ class SimexActor(Actor):
         now = self.venue_now()
         self._emit_quotes(self.prices.step(now))
         self._deliver_reports(now)
+        self._check_fix_sessions()
         nxt = [t for t in [self.prices.next_due_ns()] + [v.next_due_ns() for v in self.venues.values()] if t is not None]
         delay = min(MAX_WAKE_S, max(0.0, (min(nxt) - self.venue_now()) / 1e9)) if nxt else MAX_WAKE_S
         if self._wake is not None:
@@ -158,6 +207,9 @@ class SimexActor(Actor):
                 venue.on_quote(tob)
             self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
             self.quotes += 1
+            srv = self.fix_servers.get(tob.venue)
+            if srv is not None:
+                srv.on_quote(tob)
 
     def _deliver_reports(self, now: int) -> None:
         for name, venue in self.venues.items():
@@ -176,6 +228,13 @@ class SimexActor(Actor):
         self._fills_seen[name] = len(fills)
 
     def _send_report(self, ev: OrderEvent) -> None:
+        srv = self.fix_servers.get(ev.venue)
+        if srv is not None and srv.owns(ev.cl_ord_id):  # an order that came over FIX: answered over FIX
+            if not srv.report(ev):
+                self.undeliverable += 1
+                self.log.warning("report_undeliverable", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                                 venue=ev.venue, peer="fix")
+            return
         peer = self.peers.get(ev.cl_ord_id)
         if peer is None or not self.cmd.send(peer, 0, ev):
             self.undeliverable += 1
@@ -194,15 +253,20 @@ class SimexActor(Actor):
             self.peers.setdefault(msg.cl_ord_id, peer)
             if isinstance(msg, OrderRequest):
                 self.peers[msg.cl_ord_id] = peer
+            self._handle_requests(venue, [msg])
+            return None
+        return super().on_command(peer, env)
+
+    def _handle_requests(self, venue: SimVenue, requests: list[VenueRequest]) -> None:
+        """Hand requests to the venue at the current venue time, then deliver what fell due."""
+        for msg in requests:
             local = venue.handle(msg, self.venue_now())
             if local is not None:
                 self._send_report(local)
-            if self.lockstep:
-                self._drain_venues()
-            else:
-                self._pump()
-            return None
-        return super().on_command(peer, env)
+        if self.lockstep:
+            self._drain_venues()
+        else:
+            self._pump()
 
     def on_control(self, ctl: Control) -> CmdAck:
         """Test and drill hooks: drift/shock an instrument, force a pair's basis."""
@@ -229,6 +293,8 @@ class SimexActor(Actor):
             for k, n in v.stats.items():
                 if n:
                     d[f"{name}.{k}"] = float(n)
+        for srv in self.fix_servers.values():
+            d.update(srv.detail())
         return d
 
     def teardown(self) -> None:

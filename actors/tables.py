@@ -14,7 +14,8 @@ def status_table(doc: dict, console: Console | None = None) -> Table:
     for col in ("actor", "kind", "pid", "state", "restarts", "hb age s", "in", "out", "bad frames", "gaps", "detail"):
         table.add_column(col, justify="right" if col not in ("actor", "kind", "state", "detail") else "left")
     for a in doc.get("actors", []):
-        detail = ", ".join(f"{k}={v:g}" for k, v in sorted(a.get("detail", {}).items()) if k != "handler_errors" or v)
+        detail = ", ".join(f"{k}={v:g}" for k, v in sorted(a.get("detail", {}).items())
+                           if (k != "handler_errors" or v) and not (k.startswith("fix.") and "->" in k))
         age = a.get("heartbeat_age_s")
         table.add_row(
             a["name"], a.get("kind", ""), str(a.get("pid") or "-"),
@@ -28,6 +29,23 @@ def status_table(doc: dict, console: Console | None = None) -> Table:
     if console is None:
         console = Console()
         console.print(table)
+        if doc.get("fix_sessions"):
+            console.print(fix_sessions_table(doc["fix_sessions"]))
+    return table
+
+
+_FIX_STATE_STYLE = {"LOGGED_ON": "green", "CONNECTING": "cyan", "DOWN": "bold red"}
+
+
+def fix_sessions_table(rows: list[dict]) -> Table:
+    table = Table(title="FIX sessions")
+    for col in ("actor", "venue", "session", "state", "next out seq", "next in seq", "last in s", "logons", "refused"):
+        table.add_column(col, justify="left" if col in ("actor", "venue", "session", "state") else "right")
+    for r in rows:
+        age = r.get("last_in_age_s")
+        table.add_row(r["actor"], r["venue"], r["session"], f"[{_FIX_STATE_STYLE.get(r['state'], '')}]{r['state']}[/]",
+                      f"{r.get('next_out_seq', 0):g}", f"{r.get('next_in_seq', 0):g}",
+                      "-" if age is None else f"{age:.1f}", f"{r.get('logons', 0):g}", f"{r.get('refused', 0):g}")
     return table
 
 

@@ -9,6 +9,7 @@ the file, the key path, the offending value and why.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import tomllib
 import types
@@ -177,6 +178,7 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
     out: list[tuple[str, Any, str]] = []
     inst, venues = cfg.active_instruments(), cfg.venues
     fx_pairs = {k for k, i in inst.items() if i.fx}
+    simulated = cfg.simulated_venues()
 
     def need_fx(path: str, ccy: str, target: str) -> None:
         if ccy != target and f"{ccy}{target}" not in fx_pairs and f"{target}{ccy}" not in fx_pairs:
@@ -193,7 +195,7 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
             out.append((p, key, "an FX instrument's key must be a 6-letter pair such as USDCNH"))
         if i.margin_model == "fixed" and i.margin_fixed <= 0 and not i.fx:
             out.append((f"{p}.margin_fixed", i.margin_fixed, "margin_model 'fixed' needs margin_fixed > 0"))
-        if venues[i.venue].kind == "sim" and i.sim is None:
+        if i.venue in simulated and i.sim is None:
             out.append((f"{p}.sim", None, "an instrument on a simulated venue needs a [sim] price process"))
         if not i.fx:
             need_fx(f"{p}.currency", i.currency, cfg.run.base_currency)
@@ -212,7 +214,9 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
                     if ikey not in inst:
                         out.append((f"{p}.replay.symbols.{sym}", ikey, "unknown instrument"))
         if v.kind == "fix":
-            out.append((f"{p}.kind", v.kind, "FIX venues are not available in this build"))
+            out += check_fix_venue(cfg, key, v, simulated)
+        elif v.fix is not None:
+            out.append((f"{p}.fix", "{...}", f"a [fix] table belongs to a venue of kind 'fix' (this one is {v.kind!r})"))
     for key, pc in cfg.pairs.items():
         p = f"pairs.{key}"
         for leg in ("leg_a", "leg_b"):
@@ -262,15 +266,23 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
         for j, v in enumerate(ac.venues):
             if v not in venues:
                 out.append((f"{p}.venues[{j}]", v, "unknown venue"))
-            elif venues[v].kind != "sim":
-                out.append((f"{p}.venues[{j}]", v, "simex serves only venues of kind 'sim'"))
+            elif venues[v].kind == "replay":
+                out.append((f"{p}.venues[{j}]", v, "simex serves venues of kind 'sim' (and 'fix' as a FIX acceptor), "
+                                                  "not 'replay'"))
+        for j, v in enumerate(ac.md_only):
+            fx = venues[v].fix if v in venues else None
+            if v not in ac.venues or fx is None:
+                out.append((f"{p}.md_only[{j}]", v, "must be a FIX venue also listed in this simex's venues"))
+            elif fx.md is None or (fx.md.port or fx.port) == fx.port:
+                out.append((f"{p}.md_only[{j}]", v, "its [fix.md] session needs a port of its own (the order "
+                                                     "session's port belongs to the real venue)"))
     kinds = [a.kind for a in cfg.actors.values() if a.enabled]
     ls = cfg.run.lockstep
     if ls.enabled:
         if lockstep_start_ns(ls.start_utc) is None:
             out.append(("run.lockstep.start_utc", ls.start_utc, "expected an ISO 8601 UTC time such as 2026-01-05T02:00:00Z"))
         for key, ac in cfg.actors.items():
-            if ac.enabled and ac.kind == "ingest" and ac.venue in venues and venues[ac.venue].kind != "sim":
+            if ac.enabled and ac.kind == "ingest" and ac.venue in venues and venues[ac.venue].kind != "sim":  # FIX too
                 out.append((f"actors.{key}.venue", ac.venue, "lockstep replays the simulated exchange only: every "
                                                             "ingest must read a venue of kind 'sim'"))
         for single in ("simex", "trigger"):
@@ -282,3 +294,53 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
     if not cfg.actors:
         out.append(("actors", {}, "no actors configured"))
     return out
+
+
+def check_fix_venue(cfg: Config, key: str, v: Any, simulated: set[str]) -> list[tuple[str, Any, str]]:
+    """A FIX venue: its session table, symbols, secrets and capabilities fit together."""
+    p = f"venues.{key}"
+    out: list[tuple[str, Any, str]] = []
+    fx = v.fix
+    if fx is None:
+        return [(f"{p}.fix", None, "kind 'fix' needs a [fix] table (host, port, sender_comp_id, target_comp_id)")]
+    venue_insts = {k for k, i in cfg.active_instruments().items() if i.venue == key}
+    for ikey in fx.symbols:
+        if ikey not in venue_insts:
+            out.append((f"{p}.fix.symbols.{ikey}", ikey, f"not an instrument of venue {key} "
+                                                         f"(its instruments: {', '.join(sorted(venue_insts)) or 'none'})"))
+    if fx.password_env and fx.password_file:
+        out.append((f"{p}.fix.password_file", fx.password_file, "give password_env or password_file, not both"))
+    elif fx.password_env and not os.environ.get(fx.password_env):
+        out.append((f"{p}.fix.password_env", fx.password_env, "this environment variable is not set (the logon password "
+                                                             "is read from it at start)"))
+    elif fx.password_file and not Path(fx.password_file).is_file():
+        out.append((f"{p}.fix.password_file", fx.password_file, "file not found (the logon password is read from it)"))
+    if fx.store_dir and not Path(fx.store_dir).is_absolute():
+        out.append((f"{p}.fix.store_dir", fx.store_dir, "must be an absolute path (the default lives in the run dir)"))
+    md_only = any(key in a.md_only for a in cfg.actors.values() if a.kind == "simex" and a.enabled)
+    served_host = ((fx.md.host or fx.host) if fx.md is not None else fx.host) if md_only else fx.host
+    if key in simulated and served_host not in LOOPBACK_HOSTS:
+        out.append((f"{p}.fix{'.md' if md_only else ''}.host", served_host, "a FIX session served by simex "
+                    f"listens on loopback only (one of {', '.join(LOOPBACK_HOSTS)})"))
+    md = fx.md
+    if md is not None:
+        same = (md.host or fx.host, md.port or fx.port, md.sender_comp_id, md.target_comp_id or fx.target_comp_id) == (
+            fx.host, fx.port, fx.sender_comp_id, fx.target_comp_id)
+        if same:
+            out.append((f"{p}.fix.md.sender_comp_id", md.sender_comp_id,
+                        "the market-data session needs its own CompIDs (ingest and executor log on separately)"))
+    for akey, ac in cfg.actors.items():
+        if ac.enabled and ac.kind == "ingest" and ac.venue == key and md is None:
+            out.append((f"actors.{akey}.venue", key, f"venue {key} is a FIX venue with no [fix.md] session to read "
+                                                     "market data from"))
+    if not fx.market_orders:
+        for pk, pc in cfg.pairs.items():
+            legs = [leg for leg in (pc.leg_a, pc.leg_b) if leg in venue_insts]
+            if legs and pc.rollback_far_ticks <= 0:
+                out.append((f"pairs.{pk}.rollback_far_ticks", pc.rollback_far_ticks,
+                            f"venue {key} takes no market orders (fix.market_orders = false): unwinds of "
+                            f"{', '.join(legs)} need a marketable limit, rollback_far_ticks > 0"))
+    return out
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -91,11 +91,63 @@ class ReplayCfg(_Cfg):
     wait_timeout_s: PosFloat = 10.0
 
 
+Port = Annotated[int, Meta(ge=1, le=65535)]
+CompId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class FixSymbolCfg(_Cfg):
+    """How a venue names one instrument on FIX (tag 55, optional tag 207)."""
+
+    symbol: str
+    security_exchange: str = ""
+
+
+class FixMdCfg(_Cfg):
+    """The market-data session of a FIX venue (the ingest actor logs on with it)."""
+
+    sender_comp_id: CompId
+    target_comp_id: str = ""  # "": the venue's order-session target_comp_id
+    host: str = ""  # "": the order session's host
+    port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0: the order session's port
+    depth: PosInt = 1  # MarketDepth asked for (1: top of book)
+
+
+class FixVenueCfg(_Cfg, kw_only=True):
+    """A venue reached over FIX (QuickFIX initiator): the order session and its capabilities.
+
+    Secrets never sit in the TOML: `password_env` names an environment variable,
+    `password_file` a file (read at start, stripped) holding the logon password (tag 554).
+    """
+
+    host: str = "127.0.0.1"
+    port: Port
+    version: Literal["FIX.4.2", "FIX.4.4"] = "FIX.4.2"
+    sender_comp_id: CompId
+    target_comp_id: CompId
+    heartbeat_s: Annotated[int, Meta(ge=1, le=300)] = 30
+    reconnect_s: Annotated[int, Meta(ge=1, le=300)] = 5
+    logon_timeout_s: Annotated[int, Meta(ge=1, le=300)] = 10
+    store_dir: str = ""  # "": <run dir>/state/fix/<venue>/<session> (sequence numbers survive restarts)
+    reset_on_logon: bool = False  # True resets sequence numbers at every logon (only if the venue asks)
+    account: str = ""  # tag 1 on every order ("": the account's sub-account or name is not sent)
+    username: str = ""  # tag 553 on Logon
+    password_env: str = ""
+    password_file: str = ""
+    symbols: dict[str, str | FixSymbolCfg] = {}  # instrument -> venue symbol (default: the instrument's symbol)
+    # capabilities: real venues differ, and xmc adapts instead of assuming
+    ioc: bool = True  # False: IOC is emulated (a DAY order cancelled as soon as it is acknowledged)
+    market_orders: bool = True  # False: unwinds must be marketable limits (pairs need rollback_far_ticks > 0)
+    status_requests: bool = True  # False: an order in doubt is resolved by a cancel request and its answer
+    validate: bool = True  # check incoming messages against QuickFIX's data dictionary
+    md: FixMdCfg | None = None
+
+
 class VenueCfg(_Cfg):
     kind: Literal["sim", "replay", "fix"] = "sim"
     stale_ms: PosFloat = 2000.0  # no update within this: the instrument is stale
     sim: SimVenueCfg = SimVenueCfg()
     replay: ReplayCfg | None = None
+    fix: FixVenueCfg | None = None
 
 
 class SimPriceCfg(_Cfg):
@@ -215,7 +267,12 @@ class RiskCfg(_Cfg):
 class ActorCfg(_Cfg):
     kind: Literal["simex", "ingest", "trigger", "executor", "marginwatch", "journal"]
     venue: str = ""  # ingest: the venue it reads
-    venues: list[str] = []  # simex: the venues it simulates (empty: every sim venue)
+    # simex: the venues it simulates (empty: every sim venue); a FIX venue named here is served by
+    # simex's FIX acceptor on the venue's host and port, with the venue's `sim` behaviour
+    venues: list[str] = []
+    # simex: FIX venues (also in `venues`) whose market data simex serves while their orders go to a
+    # real FIX venue, such as a broker's test gateway
+    md_only: list[str] = []
     enabled: bool = True
 
 
@@ -233,6 +290,15 @@ class Config(_Cfg):
     def active_instruments(self) -> dict[str, InstrumentCfg]:
         """Instruments on a configured venue; the rest of the catalogue is inert."""
         return {k: i for k, i in self.instruments.items() if i.venue in self.venues}
+
+    def simulated_venues(self) -> set[str]:
+        """Venues whose market and orders the embedded simulator makes: every `sim` venue, and each
+        FIX venue a simex actor serves as a FIX acceptor."""
+        out = {n for n, v in self.venues.items() if v.kind == "sim"}
+        for a in self.actors.values():
+            if a.kind == "simex" and a.enabled:
+                out.update(v for v in a.venues if v in self.venues and self.venues[v].kind == "fix")
+        return out
 
     def fx_instruments(self) -> dict[str, InstrumentCfg]:
         return {k: i for k, i in self.active_instruments().items() if i.fx}

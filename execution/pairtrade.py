@@ -392,6 +392,13 @@ def _round_px(px: float, tick: float) -> float:
     return round(round(px / tick) * tick, 10)
 
 
+def marketable_limit(side: Side, bid: float, ask: float, ticks: int, tick: float) -> float:
+    """An unwind's limit for a venue without market orders: `ticks` through the current touch (ask
+    for a buy, bid for a sell). It replaces the trade's own limit, which is anchored on the entry
+    price and may be behind a market that has moved since."""
+    return _round_px((ask + ticks * tick) if side is Side.BUY else (bid - ticks * tick), tick)
+
+
 def _find_leg(signal: Signal, lp: LegParams, index: int) -> SignalLeg:
     for leg in signal.legs:
         if leg.instrument == lp.instrument:

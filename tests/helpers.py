@@ -156,3 +156,20 @@ sim = {{ ack_latency_ms = 0.3, fill_latency_ms = 0.8, {rates} }}
 [venues.HKEX]
 sim = {{ ack_latency_ms = 0.4, fill_latency_ms = 0.8, {rates} }}
 """
+
+
+def fix_demo_with(*, reject: float, partial: float, drop: float, seed: int = 7, slow_shfe: bool = False,
+                  shfe_disconnects: tuple[float, float] | None = None) -> str:
+    """`demo_with` on configs/demo-fix.toml (au_gc traded and priced over FIX), on free ports."""
+    from fixpeer import free_port
+
+    body = demo_with(reject=reject, partial=partial, drop=drop, seed=seed, slow_shfe=slow_shfe,
+                     shfe_disconnects=shfe_disconnects)
+    body = body.replace(f"{ROOT / 'configs' / 'demo.toml'}", f"{ROOT / 'configs' / 'demo-fix.toml'}")
+    return body + f"""
+[venues.SHFE.fix]
+port = {free_port()}
+
+[venues.COMEX.fix]
+port = {free_port()}
+"""

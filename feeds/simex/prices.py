@@ -144,7 +144,7 @@ class PriceProcess:
         jump_sigmas: float = DEFAULT_JUMP_SIGMAS,
     ) -> None:
         self._seed = cfg.run.seed if seed is None else seed
-        sim_venues = {name for name, v in cfg.venues.items() if v.kind == "sim"}
+        sim_venues = cfg.simulated_venues()
         wanted = sim_venues if venues is None else set(venues) & sim_venues
         self._insts: dict[str, _Inst] = {}
         for key, ic in sorted(cfg.active_instruments().items()):
