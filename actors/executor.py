@@ -105,16 +105,22 @@ class ExecutorActor(Actor):
         for v, vc in cfg.venues.items():
             if vc.kind == "fix" and vc.fix is not None and v in traded:
                 self._start_fix(v, vc.fix)
-        # venues without market orders: unwinds are priced through the current touch, so the executor
-        # keeps those instruments' top of book (and only those: every quote wakes it)
+        # unwinds priced as limits (`rollback_far_ticks`; required on venues without market orders) go
+        # that far through the *current* touch, so the executor keeps those instruments' top of book, and
+        # only those: every quote wakes it. Not in lockstep, where quotes and signals would race.
         self.touch: dict[str, tuple[float, float]] = {}
-        no_market = {v for v, vc in cfg.venues.items() if vc.fix is not None and not vc.fix.market_orders}
-        book_insts = {i.symbol: k for k, i in cfg.active_instruments().items() if i.venue in no_market and not i.fx}
-        self._touch_of = {(cfg.instruments[k].venue, sym): k for sym, k in book_insts.items()}
-        if book_insts:
-            self.subscribe([n for n, a in actors.items() if a.kind == "ingest" and a.venue in no_market],
-                           [topics.md(cfg.instruments[k].venue, sym) for sym, k in sorted(book_insts.items())],
-                           self._on_touch, name="touch")
+        self._touch_of: dict[tuple[str, str], str] = {}
+        if not lockstep:
+            inst = cfg.active_instruments()
+            no_market = {v for v, vc in cfg.venues.items() if vc.fix is not None and not vc.fix.market_orders}
+            keys = {k for k, i in inst.items() if i.venue in no_market and not i.fx}
+            keys |= {leg for pc in cfg.pairs.values() if pc.rollback_far_ticks > 0 for leg in (pc.leg_a, pc.leg_b)
+                     if leg in inst}
+            self._touch_of = {(inst[k].venue, inst[k].symbol): k for k in keys}
+        if self._touch_of:
+            venues = {v for v, _ in self._touch_of}
+            self.subscribe([n for n, a in actors.items() if a.kind == "ingest" and a.venue in venues],
+                           [topics.md(v, sym) for v, sym in sorted(self._touch_of)], self._on_touch, name="touch")
         self._wake: Timer | None = None
         self._last_sent_ns = 0
         self.risk_latency_us = 0.0  # computed risk state -> received here, for the last RiskState
@@ -619,8 +625,8 @@ class ExecutorActor(Actor):
                 return order, denial
         else:
             self.limits.check(order, now, leg.limit_px, None)  # never blocks an unwind; counts in the rate window
-            book = self.touch.get(order.instrument)
-            if book is not None:  # a venue without market orders: a marketable limit through today's touch
+            book = self.touch.get(order.instrument) if order.price is not None else None
+            if book is not None:  # a limit unwind: `rollback_far_ticks` through the touch as it is now
                 tick = self.cfg.instruments[order.instrument].tick
                 price = marketable_limit(order.side, book[0], book[1], max(1, trade.params.rollback_far_ticks), tick)
                 order = msgspec.structs.replace(order, price=price)

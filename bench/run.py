@@ -47,6 +47,7 @@ def sections(quick: bool) -> dict[str, Callable[[], dict] | None]:
         "trigger_burst": _call("bench.system", "bench_trigger_burst", n=50_000 if q else 200_000),
         "tick_to_trade": _call("bench.system", "bench_demo", seconds=8.0 if q else 25.0, chain_seconds=3.0 if q else 8.0),
         "risk_state": _call("bench.system", "bench_risk_state", crossings=6 if q else 20),
+        "fix": _call("bench.fix", "bench_fix", n=200 if q else 600, reps=2 if q else 3, map_n=5000 if q else 20_000),
     }
     if importlib.util.find_spec("bench.executor") is None:
         out["executor"] = None

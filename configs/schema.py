@@ -206,7 +206,9 @@ class PairCfg(_Cfg):
     deadline_ms: PosFloat = 2000.0
     rollback_attempts: PosInt = 5
     entry_tif: Literal["IOC", "DAY"] = "IOC"  # entry and resubmit orders
-    rollback_far_ticks: NonNegInt = 0  # unwind limit this far through the touch; 0: no limit (marketable)
+    # unwind limit this far through the touch (the executor's latest quote; before it has one, through the
+    # entry price); 0: no limit (a market order). Required > 0 on a venue without market orders.
+    rollback_far_ticks: NonNegInt = 0
     halt_unwinds_all: bool = True  # on REDUCE_ONLY/HALTED also unwind completed ratio units of a trade in flight
     # basis of the simulated market: mean-reverting, sometimes opening past the triggers
     sim_basis_bp: NonNegFloat = 0.0

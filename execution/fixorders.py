@@ -13,7 +13,7 @@ answers are mapped onto the same vocabulary:
 | 8, ExecType I Order status / D Restated | STATUS |
 | 8, ExecType A/6/E (pending states) | nothing (ignored) |
 | 8, ExecType H/G (trade bust or correction), ExecTransType 1/2 | `FixError` ``FIX_UNSUPPORTED`` (the executor alerts) |
-| 9 OrderCancelReject | CANCEL_REJECT (filled: cum_qty = order qty, ``ORDER_NOT_OPEN ... state=FILLED``) |
+| 9 OrderCancelReject | CANCEL_REJECT (filled: cum_qty = order qty at the limit price, an estimate: ``ORDER_NOT_OPEN ... state=FILLED px=limit_estimate``) |
 | 9 answering a status probe (venue without OrderStatusRequest) | STATUS for a done order, REJECT ``ORDER_UNKNOWN``, else CANCEL_REJECT (still in doubt) |
 | 3 Reject / j BusinessMessageReject of our NewOrderSingle | REJECT ``VENUE_REJECT: msg=...`` |
 | 3 / j of our cancel or status request | CANCEL_REJECT ``VENUE_UNSUPPORTED: msg_type=...`` (the order stays in doubt) |
@@ -157,7 +157,10 @@ def cancel_reject(f: Fields, entry: OrderBookEntry | None, venue: str, instrumen
     unknown = f.get(wire.CXL_REJ_REASON) == "1" or text.startswith("ORDER_UNKNOWN")
     filled = status == "2"
     cum = qty if filled else 0
-    base = dict(cl_ord_id=cl_ord_id, venue=venue, instrument=instrument, side=side, order_qty=qty,
+    # a cancel reject says "filled" but not at what price: the order's limit is the worst it can have
+    # filled at, so positions and margin stay sound (the reason says the price is an estimate)
+    est_px = order.price if filled and order is not None and order.price else 0.0
+    base = dict(cl_ord_id=cl_ord_id, venue=venue, instrument=instrument, side=side, order_qty=qty, avg_px=est_px,
                 venue_order_id=f.get(wire.ORDER_ID), venue_ts_ns=fix_time_ns(f.get(wire.TRANSACT_TIME)))
     if probe:
         if unknown:
@@ -165,13 +168,14 @@ def cancel_reject(f: Fields, entry: OrderBookEntry | None, venue: str, instrumen
                               reason=f"ORDER_UNKNOWN: cl_ord_id={cl_ord_id}", **base)
         if status in _DONE_STATUS:
             return OrderEvent(exec_type=ExecType.STATUS, cum_qty=cum, leaves_qty=0,
-                              reason=f"ORDER_STATE: state={state} by=cancel_probe", **base)
+                              reason=f"ORDER_STATE: state={state} by=cancel_probe"
+                                     + (" px=limit_estimate" if est_px else ""), **base)
         return OrderEvent(exec_type=ExecType.CANCEL_REJECT, cum_qty=cum, leaves_qty=0,
                           reason=venue_reason(text, "STATUS_UNRESOLVED", cl_ord_id=cl_ord_id, state=state), **base)
     if unknown:
         reason = venue_reason(text, "ORDER_UNKNOWN", cl_ord_id=cl_ord_id)
     elif filled and not _REASON.match(text):
-        reason = f"ORDER_NOT_OPEN: cl_ord_id={cl_ord_id} state=FILLED"
+        reason = f"ORDER_NOT_OPEN: cl_ord_id={cl_ord_id} state=FILLED px=limit_estimate"
     else:
         reason = venue_reason(text, "CANCEL_REJECTED", cl_ord_id=cl_ord_id, state=state)
     return OrderEvent(exec_type=ExecType.CANCEL_REJECT, cum_qty=cum, leaves_qty=0, reason=reason, **base)

@@ -99,7 +99,8 @@ def test_cancel_reject_of_a_filled_order_reports_its_fill() -> None:
     f = msg("FIX.4.2", "9", (37, "O1"), (11, "T000001.a1~x1"), (41, "T000001.a1"), (39, "2"), (434, "1"), (102, "0"))
     ev = cancel_reject(f, entry(), "SHFE", "au", "T000001.a1", probe=False)
     assert ev.exec_type is ExecType.CANCEL_REJECT and ev.cum_qty == 3
-    assert ev.reason == "ORDER_NOT_OPEN: cl_ord_id=T000001.a1 state=FILLED"
+    assert ev.avg_px == ORDER.price  # the price is not in a cancel reject: the limit, the worst it can be
+    assert ev.reason == "ORDER_NOT_OPEN: cl_ord_id=T000001.a1 state=FILLED px=limit_estimate"
 
 
 def test_cancel_probe_answers_end_a_done_order_or_leave_it_in_doubt() -> None:
@@ -109,6 +110,7 @@ def test_cancel_probe_answers_end_a_done_order_or_leave_it_in_doubt() -> None:
 
     filled = probe((39, "2"), (102, "0"))
     assert filled.exec_type is ExecType.STATUS and (filled.cum_qty, filled.leaves_qty) == (3, 0)
+    assert filled.avg_px == ORDER.price and filled.reason.endswith("px=limit_estimate")
     unknown = probe((39, "8"), (102, "1"))
     assert unknown.exec_type is ExecType.REJECT and unknown.reason.startswith("ORDER_UNKNOWN")
     pending = probe((39, "6"), (102, "0"), (58, "pending"))

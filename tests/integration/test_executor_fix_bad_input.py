@@ -1,0 +1,590 @@
+"""The executor against a misbehaving FIX venue, real processes: each bad thing is counted and
+logged under a stable event name, the executor keeps running (same pid, no restart, no traceback)
+and nothing the venue sent goes unaccounted for.
+
+The executor (`xmc up`, the only actor) holds COMEX's order session as a QuickFIX initiator. The
+venue is the test's: a QuickFIX acceptor (`feeds.fix.session.FixEngine`, CompIDs swapped by
+`feeds.fix.venue.acceptor_sessions`) for what a real but hostile venue says, or `RawVenue`, a plain
+TCP server for what no FIX engine would send (garbage bytes, broken frames) and for reading the
+executor's Logon off the wire. Every wait polls a condition with a deadline (`helpers.wait_for`).
+
+What the runs showed about QuickFIX (the tests rely on it):
+- an acceptor that refuses a Logon (`refuse_logon` -> `RejectLogon`) answers it with a Logout
+  ``58=Rejected Logon Attempt: <why>`` and stays enabled: once the refusal is lifted, the
+  initiator's next attempt logs on without `Session.logon()` on the acceptor side;
+- an acceptor that does not know the CompIDs of a Logon drops the connection without a word;
+- the initiator persists every Logon it sends in its file store (next_out_seq grows by one or
+  two per attempt), so the store is where a password would end up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+import msgspec
+import pytest
+import zmq
+
+from bus.messages import Alert, Heartbeat, Severity
+from configs.load import load_config
+from feeds.fix.session import SessionEvent, SessionEventKind, SessionSpec
+from feeds.fix.venue import acceptor_sessions
+from fixpeer import free_port
+from helpers import BusTap, actor, status, wait_for, write_config, xmc
+
+qf = pytest.importorskip("quickfix")
+from feeds.fix.session import FixEngine  # noqa: E402 - needs quickfix
+
+pytestmark = pytest.mark.slow
+
+VENUE = "COMEX"
+SESSION = "XMC->COMEX"  # the executor's side, as `xmc status` names it
+KEY = f"fix.{VENUE}.{SESSION}"  # its heartbeat detail: KEY.state, KEY.next_out_seq, ...
+SOH = "\x01"
+
+
+def config(tmp_path: Path, port: int, *, version: str = "FIX.4.2", extra: str = "") -> Path:
+    """COMEX over FIX on `port`, one account trading it, the executor alone (`xmc check`: ok)."""
+    return write_config(tmp_path / "fix-bad.toml", f"""
+[run]
+heartbeat_s = 0.2
+restart_backoff_s = 0.1
+[venues.{VENUE}]
+kind = "fix"
+[venues.{VENUE}.fix]
+port = {port}
+version = "{version}"
+sender_comp_id = "XMC"
+target_comp_id = "COMEX"
+heartbeat_s = 1
+reconnect_s = 1
+logon_timeout_s = 1
+{extra}
+[accounts.hk]
+currency = "USD"
+balance = 1000000
+venues = ["{VENUE}"]
+[actors.executor]
+kind = "executor"
+""")
+
+
+# ---- reading the executor ---------------------------------------------------------------------------
+
+
+def executor(run_dir: Path) -> dict:
+    return actor(run_dir, "executor")
+
+
+def session(run_dir: Path) -> dict:
+    """The executor's order session as `xmc status --json` lists it under fix_sessions."""
+    return next(s for s in status(run_dir)["fix_sessions"] if s["actor"] == "executor" and s["session"] == SESSION)
+
+
+def log_events(run_dir: Path, name: str | None = None) -> list[dict]:
+    """The executor's JSON log lines (complete ones only), optionally those of one event."""
+    text = (run_dir / "logs" / "executor.jsonl").read_text()
+    out = [json.loads(line) for line in text.split("\n")[:-1] if line]  # the last piece may be half written
+    return [e for e in out if name is None or e.get("event") == name]
+
+
+def assert_survived(run_dir: Path, pid: int) -> dict:
+    """The executor that started is the one running: no restart, no handler error, no traceback."""
+    a = executor(run_dir)
+    assert (a["state"], a["restarts"], a["pid"]) == ("running", 0, pid), a
+    assert a["detail"].get("handler_errors", 0) == 0, a["detail"]
+    assert not log_events(run_dir, "handler_error")
+    stderr = (run_dir / "logs" / "executor.stderr").read_text(errors="replace")
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return a
+
+
+def up(cfg_path: Path, run_dir: Path) -> int:
+    """`xmc up` the config; the executor's pid."""
+    xmc("up", str(cfg_path), "--detach", run_dir=run_dir, check=True)
+    a = executor(run_dir)
+    assert a["state"] == "running", a
+    return int(a["pid"])
+
+
+# ---- the venue: a QuickFIX acceptor -------------------------------------------------------------------
+
+
+class Acceptor:
+    """The test's FIX venue on the executor's order session (or on other CompIDs, to be wrong)."""
+
+    def __init__(self, specs: list[SessionSpec], version: str) -> None:
+        self.specs = specs
+        self.sid = specs[0].session_id
+        self.version = version
+        self.ctx = zmq.Context()
+        self.engine = FixEngine("acceptor", specs, self.ctx)
+        self.events: list[SessionEvent] = []
+        self._stopped = False
+
+    def start(self) -> "Acceptor":
+        self.engine.start()
+        return self
+
+    def pump(self) -> list[SessionEvent]:
+        self.events += self.engine.drain()
+        return self.events
+
+    def logons(self) -> int:
+        return sum(1 for e in self.pump() if e.kind is SessionEventKind.LOGON)
+
+    def next_out_seq(self) -> int:
+        """The next sequence number the venue sends: 1 + every Logon, Logout and message it sent."""
+        return self.engine.seq_nums(self.sid)[0]
+
+    def msg(self, msg_type: str, fields: list[tuple[int, str]]) -> "qf.Message":
+        m = qf.Message()
+        m.getHeader().setField(qf.BeginString(self.version))
+        m.getHeader().setField(qf.MsgType(msg_type))
+        for tag, value in fields:
+            m.setField(tag, value)
+        return m
+
+    def send(self, m: "qf.Message") -> None:
+        assert self.engine.send(self.sid, m), "QuickFIX did not take the message"
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.engine.stop()
+            self.ctx.destroy(0)
+
+
+@pytest.fixture
+def acceptors(run_dir: Path) -> Iterator[Callable[..., Acceptor]]:
+    """Start test venues; at the end the executor goes first (stopping an acceptor whose session is
+    logged on waits for the logout), then every venue."""
+    made: list[Acceptor] = []
+
+    def make(specs: list[SessionSpec], version: str) -> Acceptor:
+        a = Acceptor(specs, version)
+        made.append(a)
+        return a.start()
+
+    try:
+        yield make
+    finally:
+        xmc("down", run_dir=run_dir, timeout=60)
+        for a in made:
+            a.stop()
+
+
+# ---- the venue: raw TCP ------------------------------------------------------------------------------
+
+
+def fix_frame(fields: list[tuple[int, object]], begin: str = "FIX.4.2") -> bytes:
+    """A well-formed FIX frame: BeginString, BodyLength, the fields, CheckSum."""
+    body = "".join(f"{tag}={value}{SOH}" for tag, value in fields)
+    head = f"8={begin}{SOH}9={len(body.encode())}{SOH}"
+    checksum = sum((head + body).encode()) % 256
+    return (head + body + f"10={checksum:03d}{SOH}").encode()
+
+
+def utc_now() -> str:
+    return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
+
+
+FRAME_END = re.compile(rb"\x0110=\d{3}\x01")
+Script = Callable[[socket.socket, int], None]  # (connection, its index from 0): what the venue sends
+
+
+class RawVenue:
+    """A TCP server on the venue's port that reads the executor's Logon off each connection, then
+    runs that connection's script (the last script for every later connection) and holds the
+    connection until the executor drops it."""
+
+    def __init__(self, port: int, scripts: list[Script]) -> None:
+        self.scripts = scripts
+        self.logons: list[bytes] = []  # the executor's Logon on each connection, as it came off the wire
+        self.logon_times: list[float] = []  # time.time() when each was read
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._srv = socket.create_server(("127.0.0.1", port))
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def connections(self) -> int:
+        with self._lock:
+            return len(self.logons)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                n = len(self._conns)
+                self._conns.append(conn)
+                t = threading.Thread(target=self._serve, args=(conn, n), daemon=True)
+                self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, n: int) -> None:
+        try:
+            conn.settimeout(30)
+            data = b""
+            while not FRAME_END.search(data):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            with self._lock:
+                self.logons.append(data)
+                self.logon_times.append(time.time())
+            self.scripts[min(n, len(self.scripts) - 1)](conn, n)
+            while conn.recv(4096):  # whatever the executor still says; it is the one to hang up
+                pass
+        except OSError as exc:
+            with self._lock:
+                self.errors.append(f"connection {n}: {exc!r}")
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self._srv.close()
+        with self._lock:
+            conns, threads = list(self._conns), list(self._threads)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in [self._accepting, *threads]:
+            t.join(5)
+
+
+@pytest.fixture
+def raw_venues(run_dir: Path) -> Iterator[Callable[[int, list[Script]], RawVenue]]:
+    made: list[RawVenue] = []
+
+    def make(port: int, scripts: list[Script]) -> RawVenue:
+        v = RawVenue(port, scripts)
+        made.append(v)
+        return v
+
+    try:
+        yield make
+    finally:
+        xmc("down", run_dir=run_dir, timeout=60)
+        for v in made:
+            v.close()
+
+
+# ---- 1. wrong CompIDs -------------------------------------------------------------------------------
+
+
+def test_wrong_comp_id_venue_never_logs_on_and_executor_keeps_running_then_logs_on_to_the_right_one(
+        tmp_path: Path, run_dir: Path, acceptors: Callable[..., Acceptor]) -> None:
+    port = free_port()
+    cfg_path = config(tmp_path, port)
+    fx = load_config(cfg_path).venues[VENUE].fix
+    right = acceptor_sessions(tmp_path / "venue", VENUE, fx)
+    # the venue knows COMEX->OTHERDESK only: the executor's Logon (XMC->COMEX) names no session of it
+    wrong = acceptors([msgspec.structs.replace(s, target_comp_id="OTHERDESK") for s in right], fx.version)
+    pid = up(cfg_path, run_dir)
+
+    first = session(run_dir)
+    # every attempt stores its Logon: three more are three more attempts on a venue that listens
+    wait_for(lambda: session(run_dir)["next_out_seq"] >= first["next_out_seq"] + 3, 15,
+             "three more logon attempts by the executor")
+    s = session(run_dir)
+    assert (s["state"], s["logons"]) == ("CONNECTING", 0.0), s
+    assert wrong.logons() == 0
+    assert not log_events(run_dir, "fix_session_logon")
+    a = assert_survived(run_dir, pid)
+    assert a["detail"][f"{KEY}.state"] == 0.0
+
+    # the same executor, still retrying, logs on once the venue on that port knows its CompIDs
+    wrong.stop()
+    good = acceptors(right, fx.version)
+    wait_for(lambda: session(run_dir)["state"] == "LOGGED_ON", 15, "the session logged on to the right venue")
+    assert good.logons() == 1
+    [logon] = log_events(run_dir, "fix_session_logon")
+    assert logon["venue"] == VENUE and logon["session"] == f"FIX.4.2:{SESSION}"
+    assert_survived(run_dir, pid)
+
+
+# ---- 2. logon refused -------------------------------------------------------------------------------
+
+
+def test_refused_logon_is_retried_until_the_venue_accepts_it_and_executor_keeps_running(
+        tmp_path: Path, run_dir: Path, acceptors: Callable[..., Acceptor]) -> None:
+    port = free_port()
+    cfg_path = config(tmp_path, port)
+    fx = load_config(cfg_path).venues[VENUE].fix
+    venue = acceptors(acceptor_sessions(tmp_path / "venue", VENUE, fx), fx.version)
+    why = "ACCOUNT_SUSPENDED: desk=XMC"
+    venue.engine.refuse_logon[venue.sid] = why
+    pid = up(cfg_path, run_dir)
+
+    # each refusal is a Logout the venue sends: three of them are three logon attempts refused
+    wait_for(lambda: venue.next_out_seq() >= 4, 15, "three logons refused by the venue")
+    s = session(run_dir)
+    assert (s["state"], s["logons"]) == ("CONNECTING", 0.0), s
+    assert venue.logons() == 0 and not log_events(run_dir, "fix_session_logon")
+    # the venue's reason reaches the executor's log (whatever the event: see the report on
+    # FIX_UNEXPECTED msg_type=5), and never as a logon
+    wait_for(lambda: any(f"Rejected Logon Attempt: {why}" in json.dumps(e) for e in log_events(run_dir)), 10,
+             "the refusal's reason in the executor's log")
+    assert_survived(run_dir, pid)
+
+    # lifted: the executor's next attempt logs on (the acceptor session needs no re-enabling)
+    refused = venue.next_out_seq() - 1
+    del venue.engine.refuse_logon[venue.sid]
+    wait_for(lambda: venue.logons() == 1, 15, "the venue to accept the executor's logon")
+    wait_for(lambda: session(run_dir)["state"] == "LOGGED_ON", 10, "LOGGED_ON in xmc status")
+    [logon] = log_events(run_dir, "fix_session_logon")
+    assert logon["venue"] == VENUE
+    assert refused >= 3
+    s = session(run_dir)
+    assert s["logons"] == 1.0 and s["refused"] == 0.0, s
+    assert_survived(run_dir, pid)
+
+
+# ---- 3. bad messages on a logged-on session -----------------------------------------------------------
+
+
+UNKNOWN = "NEVER-SENT"  # ClOrdIDs the executor never sent
+
+
+def exec_report(cl_ord_id: str, exec_id: str, exec_type: str | None, **extra: str) -> list[tuple[int, str]]:
+    """A FIX 4.4 ExecutionReport's fields, every required one present (ExecType left out if None)."""
+    fields = [(37, "V-1"), (11, cl_ord_id), (17, exec_id), (39, "0"), (55, "GC"), (54, "1"), (38, "1"),
+              (151, "1"), (14, "0"), (6, "0")]
+    if exec_type is not None:
+        fields.append((150, exec_type))
+    return fields + [(int(k[1:]), v) for k, v in extra.items()]
+
+
+def test_bad_messages_on_a_logged_on_session_are_counted_and_logged_and_the_session_stays_up(
+        tmp_path: Path, run_dir: Path, acceptors: Callable[..., Acceptor]) -> None:
+    port = free_port()
+    cfg_path = config(tmp_path, port, version="FIX.4.4")  # 4.4: ExecType H (trade cancel) is in its dictionary
+    cfg = load_config(cfg_path)
+    fx = cfg.venues[VENUE].fix
+    venue = acceptors(acceptor_sessions(tmp_path / "venue", VENUE, fx), fx.version)
+    pid = up(cfg_path, run_dir)
+    tap = BusTap(cfg, run_dir, {"executor": ["risk.alert", "hb.executor"]})
+    try:
+        wait_for(lambda: session(run_dir)["state"] == "LOGGED_ON", 15, "the order session logged on")
+        beats: list[Heartbeat] = []
+        alerts: list[Alert] = []
+
+        def read_tap() -> None:
+            for _, env in tap.read():
+                if isinstance(env.body, Alert):
+                    alerts.append(env.body)
+                elif isinstance(env.body, Heartbeat):
+                    beats.append(env.body)
+
+        wait_for(lambda: (read_tap(), beats)[1], 10, "the tap subscribed (a heartbeat through it)")
+
+        # 1. an ExecutionReport of an unknown order without ExecType: QuickFIX refuses it (a Reject back)
+        venue.send(venue.msg("8", exec_report(f"{UNKNOWN}-1", "X-1", None)))
+        # 2. a message type the dictionary knows and the executor has no use for
+        venue.send(venue.msg("B", [(148, "exchange notice"), (33, "1"), (58, "all is well")]))
+        # 3. a trade bust, complete: xmc refuses to guess, drops it and raises a critical alert
+        venue.send(venue.msg("8", exec_report(f"{UNKNOWN}-2", "X-2", "H", t19="X-0")))
+        # 4. a session-level Reject of a message the executor never sent
+        venue.send(venue.msg("3", [(45, "999"), (58, "no such message")]))
+        # 5. a well-formed report of an order the executor never sent: mapped, counted, an orphan
+        venue.send(venue.msg("8", exec_report(f"{UNKNOWN}-3", "X-3", "0")))
+        sent_to = venue.next_out_seq()
+
+        def settled() -> dict | None:
+            d = executor(run_dir)["detail"]
+            done = (d.get(f"{KEY}.refused") == 1.0 and d.get(f"fix.{VENUE}.bad_messages") == 3.0
+                    and d.get(f"fix.{VENUE}.reports") == 1.0 and d.get("orphan_reports") == 1.0)
+            return d if done else None
+
+        d = wait_for(settled, 15, "1 refused, 3 dropped, 1 orphan report counted")
+
+        [refused] = log_events(run_dir, "fix_message_refused")
+        assert refused["venue"] == VENUE and "35=3" in refused["message"] and "371=150" in refused["message"], refused
+        dropped = [e["reason"] for e in log_events(run_dir, "fix_message_dropped")]
+        assert len(dropped) == 3, dropped
+        assert dropped[0] == "FIX_UNEXPECTED: msg_type=B"
+        assert dropped[1].startswith("FIX_UNSUPPORTED: exec_type=H") and f"{UNKNOWN}-2" in dropped[1]
+        assert dropped[2].startswith("FIX_REJECT_UNMATCHED: msg_type=3 ref_seq=999")
+        [orphan] = log_events(run_dir, "report_orphan")
+        assert orphan["cl_ord_id"] == f"{UNKNOWN}-3" and orphan["exec_type"] == "ACK"
+        [exec_alert] = log_events(run_dir, "exec_alert")
+        assert exec_alert["text"].startswith(f"EXEC_FIX_UNSUPPORTED: venue={VENUE} FIX_UNSUPPORTED: exec_type=H")
+        wait_for(lambda: (read_tap(), alerts)[1], 10, "the alert on risk.alert")
+        [alert] = alerts
+        assert (alert.severity, alert.code, alert.actor) == (Severity.CRITICAL, "EXEC_FIX_UNSUPPORTED", "executor")
+
+        # nothing lost: the executor took in every message the venue sent (no gap, no resend pending) and
+        # each of the five is accounted for above; the session never dropped
+        # (the venue heartbeats every second and status is a heartbeat old: equal at some moment)
+        wait_for(lambda: session(run_dir)["next_in_seq"] == venue.next_out_seq() >= sent_to, 10,
+                 "the executor's next_in_seq caught up with the venue's next_out_seq")
+        s = session(run_dir)
+        assert (s["state"], s["logons"]) == ("LOGGED_ON", 1.0), s
+        assert not log_events(run_dir, "fix_session_down")
+        assert venue.logons() == 1
+        assert d[f"{KEY}.state"] == 1.0
+        assert_survived(run_dir, pid)
+    finally:
+        tap.close()
+
+
+OVERFLOW_BUG = (
+    "product bug: a quantity of 400 digits passes QuickFIX's dictionary check (QTY); "
+    "wire.Fields.qty does int(round(inf)) -> OverflowError, which is no FixError, so it escapes "
+    "Executor._on_fix and the unguarded watch handler: the executor dies, is restarted, and the "
+    "report after it (already taken in by QuickFIX's sequence numbers) is never processed")
+
+
+def test_execution_report_with_an_overflowing_quantity_is_dropped_and_the_next_report_still_counts(
+        tmp_path: Path, run_dir: Path, acceptors: Callable[..., Acceptor]) -> None:
+    port = free_port()
+    cfg_path = config(tmp_path, port, version="FIX.4.4")
+    fx = load_config(cfg_path).venues[VENUE].fix
+    venue = acceptors(acceptor_sessions(tmp_path / "venue", VENUE, fx), fx.version)
+    pid = up(cfg_path, run_dir)
+    wait_for(lambda: session(run_dir)["state"] == "LOGGED_ON", 15, "the order session logged on")
+
+    venue.send(venue.msg("8", exec_report(f"{UNKNOWN}-1", "X-1", "F", t32="9" * 400, t31="2400.5")))
+    venue.send(venue.msg("8", exec_report(f"{UNKNOWN}-2", "X-2", "0")))
+
+    def settled_or_dead() -> dict | None:
+        a = executor(run_dir)
+        d = a["detail"]
+        counted = d.get(f"fix.{VENUE}.bad_messages") == 1.0 and d.get(f"fix.{VENUE}.reports") == 1.0
+        return a if counted or a["restarts"] or a["pid"] != pid else None
+
+    wait_for(settled_or_dead, 15, "both reports handled, or the executor gone")
+    a = executor(run_dir)
+    stderr = (run_dir / "logs" / "executor.stderr").read_text(errors="replace")
+    if (a["restarts"] or a["pid"] != pid) and "OverflowError: cannot convert float infinity to integer" in stderr:
+        pytest.xfail(OVERFLOW_BUG)  # that bug and no other: once it is fixed the assertions below hold
+    assert_survived(run_dir, pid)
+    [dropped] = log_events(run_dir, "fix_message_dropped")
+    assert dropped["reason"].startswith("FIX_BAD_VALUE: tag=32"), dropped
+    [orphan] = log_events(run_dir, "report_orphan")
+    assert orphan["cl_ord_id"] == f"{UNKNOWN}-2"
+
+
+# ---- 4. garbage on the wire ---------------------------------------------------------------------------
+
+
+def garbage(conn: socket.socket, n: int) -> None:
+    """Bytes that are no FIX at all: every byte value, NULs, a torn BeginString."""
+    conn.sendall(bytes(range(256)) * 2 + b"\x00\xff8=FI" + b"\x00" * 64 + b"=\x01=\x01\x01")
+
+
+def bad_checksum(conn: socket.socket, n: int) -> None:
+    frame = fix_frame([(35, "A"), (34, 1), (49, "COMEX"), (52, utc_now()), (56, "XMC"), (98, 0), (108, 1)])
+    conn.sendall(frame[:-4] + b"999\x01")
+
+
+def endless_body(conn: socket.socket, n: int) -> None:
+    """A header announcing 99,999,999 bytes of body, then a little: the frame never ends."""
+    conn.sendall(b"8=FIX.4.2\x019=99999999\x0135=A\x0134=1\x01" + b"x" * 200)
+
+
+def stranger_logon(conn: socket.socket, n: int) -> None:
+    """A well-formed Logon from CompIDs that are not the venue's."""
+    conn.sendall(fix_frame([(35, "A"), (34, 1), (49, "EVIL"), (52, utc_now()), (56, "XMC"), (98, 0), (108, 1)]))
+
+
+def logon_then_garbage(conn: socket.socket, n: int) -> None:
+    """The venue's proper Logon, then only garbage: no Heartbeat, no answer to a TestRequest."""
+    conn.sendall(fix_frame([(35, "A"), (34, 1), (49, "COMEX"), (52, utc_now()), (56, "XMC"), (98, 0), (108, 1)]))
+    garbage(conn, n)
+
+
+def hang_up(conn: socket.socket, n: int) -> None:
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+def test_garbage_on_the_wire_never_logs_on_or_drops_the_session_and_executor_keeps_running(
+        tmp_path: Path, run_dir: Path, raw_venues: Callable[[int, list[Script]], RawVenue]) -> None:
+    port = free_port()
+    venue = raw_venues(port, [garbage, bad_checksum, endless_body, stranger_logon, logon_then_garbage, hang_up])
+    pid = up(config(tmp_path, port), run_dir)
+
+    # four connections of garbage: the executor drops each (logon timeout, bad frame) and tries again
+    wait_for(lambda: venue.connections() >= 4, 20, "the executor's fourth connection")
+    assert_survived(run_dir, pid)
+
+    # the fifth logs on, then hears nothing but garbage: the executor drops the session itself
+    wait_for(lambda: log_events(run_dir, "fix_session_logon"), 20, "the logon on the fifth connection")
+    wait_for(lambda: session(run_dir)["state"] == "DOWN", 15, "the session dropped (DOWN)")
+    [down] = log_events(run_dir, "fix_session_down")
+    assert down["venue"] == VENUE
+    wait_for(lambda: venue.connections() >= 6, 15, "the executor connecting again after the drop")
+
+    # one logon only, and on the fifth connection (the first where the venue said a proper Logon)
+    [logon] = log_events(run_dir, "fix_session_logon")
+    logged_on_at = datetime.fromisoformat(logon["ts"].replace("Z", "+00:00")).timestamp()
+    assert venue.logon_times[4] < logged_on_at < venue.logon_times[5], (venue.logon_times, logon)
+    assert all(b"35=A\x01" in m and b"49=XMC\x01" in m for m in venue.logons), venue.logons
+    s = session(run_dir)
+    assert (s["state"], s["logons"], s["refused"]) == ("DOWN", 1.0, 0.0), s
+    assert_survived(run_dir, pid)
+    assert not venue.errors, venue.errors
+
+
+# ---- 5. the logon password ----------------------------------------------------------------------------
+
+
+PASSWORD_BUG = (
+    "product bug: the password that _Bridge.toAdmin adds to the Logon is persisted, in clear, with every "
+    "Logon by QuickFIX's FileStore (PersistMessages=Y): <run dir>/state/fix/<venue>/orders/<session>.body")
+
+
+def test_logon_password_is_on_the_wire_only_never_in_a_file_or_status(
+        tmp_path: Path, run_dir: Path, raw_venues: Callable[[int, list[Script]], RawVenue],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("XMC_TEST_FIX_PASSWORD", secret)  # the `xmc up` subprocess inherits it
+    port = free_port()
+
+    def refuse(conn: socket.socket, n: int) -> None:
+        conn.sendall(fix_frame([(35, "5"), (34, n + 1), (49, "COMEX"), (52, utc_now()), (56, "XMC"),
+                                (58, "Rejected Logon Attempt: BAD_PASSWORD")]))
+        conn.shutdown(socket.SHUT_WR)
+
+    venue = raw_venues(port, [refuse])
+    cfg_path = config(tmp_path, port, extra='username = "desk"\npassword_env = "XMC_TEST_FIX_PASSWORD"')
+    assert secret not in cfg_path.read_text()
+    pid = up(cfg_path, run_dir)
+    wait_for(lambda: venue.connections() >= 2, 15, "two logon attempts")
+    # it does go out: tag 554 of the Logon on the wire
+    assert all(f"553=desk{SOH}554={secret}{SOH}".encode() in logon for logon in venue.logons), venue.logons
+    views = [xmc("status", "--json", run_dir=run_dir, check=True).stdout,
+             xmc("logs", "executor", run_dir=run_dir, check=True).stdout]
+    assert_survived(run_dir, pid)
+    xmc("down", run_dir=run_dir, check=True)
+
+    stores = sorted((run_dir / "state" / "fix").rglob("*"))
+    assert any(p.is_file() and b"35=A\x01" in p.read_bytes() for p in stores), "no stored Logon: nothing was checked"
+    leaks = [str(p) for root in (run_dir, tmp_path) for p in sorted(root.rglob("*"))
+             if p.is_file() and secret.encode() in p.read_bytes()]
+    leaks += [f"CLI output {i}" for i, out in enumerate(views) if secret in out]
+    body = str(run_dir / "state" / "fix" / VENUE / "orders" / "FIX.4.2-XMC-COMEX.body")
+    if leaks == [body]:
+        pytest.xfail(PASSWORD_BUG)  # that leak and no other: once it is fixed the assertion below holds
+    assert not leaks, f"the password is in {leaks}"
