@@ -25,6 +25,7 @@ Reasons are ``CATEGORY_CONDITION: key=value``: a venue text already in that form
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 
@@ -55,17 +56,20 @@ def venue_reason(text: str, category: str, **keys: object) -> str:
 
 def fix_time_ns(value: str) -> int:
     """UTC ns of a FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss...]); 0 when absent or malformed."""
-    if len(value) < 17:
+    if len(value) < 17 or value[8] != "-" or value[11] != ":" or value[14] != ":":
         return 0
     try:
-        head, _, frac = value.partition(".")
-        t = time.strptime(head, "%Y%m%d-%H:%M:%S")
-        ns = calendar.timegm(t) * 10**9
-        if frac:
-            ns += int((frac + "000000000")[:9])
-        return ns
+        day = _day_ns(value[:8])
+        secs = int(value[9:11]) * 3600 + int(value[12:14]) * 60 + int(value[15:17])
+        frac = value[18:] if len(value) > 18 and value[17] == "." else ""
+        return day + secs * 10**9 + (int((frac + "000000000")[:9]) if frac else 0)
     except ValueError:
         return 0
+
+
+@functools.lru_cache(maxsize=8)
+def _day_ns(yyyymmdd: str) -> int:
+    return calendar.timegm(time.strptime(yyyymmdd, "%Y%m%d")) * 10**9
 
 
 def side_of(code: str) -> Side:

@@ -103,6 +103,9 @@ def settings_text(role: str, sessions: list[SessionSpec]) -> str:
              "SocketNodelay=Y"]  # without it Nagle holds the second of two back-to-back orders ~40 ms
     if role == "initiator" and sessions:  # QuickFIX's initiator reads this from [DEFAULT] only
         lines.append(f"ReconnectInterval={min(s.reconnect_s for s in sessions)}")
+        # what xmc sends (orders, cancels, queries, subscriptions) is never resent after a reconnect (a
+        # gap fill instead), so storing it would only cost file writes on the hot path
+        lines[lines.index("PersistMessages=Y")] = "PersistMessages=N"
     if role == "acceptor":  # a client's Logon may carry fields its FIX version does not define (553/554 on 4.2)
         lines.append("AllowUnknownMsgFields=Y")
     for s in sessions:

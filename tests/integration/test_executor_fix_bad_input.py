@@ -110,8 +110,7 @@ def assert_survived(run_dir: Path, pid: int) -> dict:
 def up(cfg_path: Path, run_dir: Path) -> int:
     """`xmc up` the config; the executor's pid."""
     xmc("up", str(cfg_path), "--detach", run_dir=run_dir, check=True)
-    a = executor(run_dir)
-    assert a["state"] == "running", a
+    a = wait_for(lambda: (e := executor(run_dir))["state"] == "running" and e, 10, "the executor running")
     return int(a["pid"])
 
 
