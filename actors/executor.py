@@ -32,7 +32,7 @@ from execution.allocation import Allocator
 from configs.schema import FixVenueCfg
 from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
-from feeds.fix.session import FixEngine, SessionEventKind
+from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind
 from feeds.fix.venue import logon_fields, order_session
 from feeds.fix.wire import Fields, FixError
 from execution.ids import TradeIds, parse_cl_ord_id
@@ -365,20 +365,21 @@ class ExecutorActor(Actor):
                       status_requests=fx.status_requests)
 
     def _on_fix(self, gw: FixGateway) -> None:
-        for sev in gw.engine.drain():
-            if sev.kind is SessionEventKind.LOGON:
-                out_seq, in_seq = gw.engine.seq_nums(sev.session)
-                self.log.info("fix_session_logon", venue=gw.venue, session=sev.session, next_out_seq=out_seq,
-                              next_in_seq=in_seq)
-                self._query_in_doubt(gw.venue)
-                continue
-            if sev.kind is SessionEventKind.LOGOUT:
-                self.log.warning("fix_session_down", venue=gw.venue, session=sev.session,
-                                 reason=gw.engine.views[sev.session].last_reason)
-                continue
-            if sev.kind is SessionEventKind.REFUSED:  # QuickFIX refused a message the venue sent
-                self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=_fix_text(sev.raw))
-                continue
+        for sev in gw.engine.drain():  # one event at a time: a bug on one never loses the others
+            self._guarded(self._on_fix_event, gw, sev)
+
+    def _on_fix_event(self, gw: FixGateway, sev: SessionEvent) -> None:
+        if sev.kind is SessionEventKind.LOGON:
+            out_seq, in_seq = gw.engine.seq_nums(sev.session)
+            self.log.info("fix_session_logon", venue=gw.venue, session=sev.session, next_out_seq=out_seq,
+                          next_in_seq=in_seq)
+            self._query_in_doubt(gw.venue)
+        elif sev.kind is SessionEventKind.LOGOUT:
+            self.log.warning("fix_session_down", venue=gw.venue, session=sev.session,
+                             reason=gw.engine.views[sev.session].last_reason)
+        elif sev.kind is SessionEventKind.REFUSED:  # QuickFIX refused a message the venue sent
+            self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=_fix_text(sev.raw))
+        else:
             try:
                 events = gw.on_event(sev)
             except FixError as exc:
@@ -387,7 +388,7 @@ class ExecutorActor(Actor):
                 self.log.error("fix_message_dropped", venue=gw.venue, reason=str(exc), message=_fix_text(sev.raw))
                 if str(exc).startswith("FIX_UNSUPPORTED"):
                     self._alert(Severity.CRITICAL, f"EXEC_FIX_UNSUPPORTED: venue={gw.venue} {exc}", "")
-                continue
+                return
             for ev in events:
                 self._on_report(msgspec.structs.replace(ev, recv_ns=sev.ts_ns or time.monotonic_ns()))
 

@@ -172,6 +172,13 @@ class IngestActor(Actor):
             except wire.FixError as exc:
                 self._md_bad(str(exc).split(":", 1)[0], str(exc))
                 return
+            if kind is SessionEventKind.ADMIN and fields.msg_type == "2":
+                # the venue missed messages, ours among them: initiators keep none to resend (they are
+                # gap-filled), so the subscriptions go out again, with new request ids
+                self.log.warning("fix_md_resubscribe", venue=self.venue, session=ev.session,
+                                 begin_seq=fields.get(7), end_seq=fields.get(16))
+                self._subscribe_all(ev.session)
+                return
             if kind is SessionEventKind.ADMIN and fields.msg_type != "3":
                 self.log.warning("fix_md_admin", venue=self.venue, session=ev.session, msg_type=fields.msg_type,
                                  text=fields.get(wire.TEXT)[:200])

@@ -130,8 +130,9 @@ class Actor:
         self.poller.register(sock, zmq.POLLIN)
 
     def watch(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
-        """Call `fn` from the loop whenever `sock` is readable (e.g. a FIX engine's hand-off socket)."""
-        self._register(sock, fn)
+        """Call `fn` from the loop whenever `sock` is readable (e.g. a FIX engine's hand-off socket);
+        an exception in it is logged and counted (`handler_error`), never fatal."""
+        self._register(sock, lambda: self._guarded(fn))
 
     def on_close(self, fn: Callable[[], None]) -> None:
         """Run `fn` when the actor closes, on every exit path (failed setup included), before its

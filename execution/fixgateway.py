@@ -176,6 +176,8 @@ class FixGateway:
             return []
         f = Fields.parse(ev.raw)
         mt = f.msg_type
+        if ev.kind is SessionEventKind.ADMIN and mt != "3":
+            return []  # a Logout's reason (in the session view) or a ResendRequest: nothing for an order
         if mt == "8":
             return self._exec_report(f)
         if mt == "9":

@@ -12,7 +12,8 @@ Protocol of the hand-off (what a reader can check the code against):
 1. ``FixEngine(...)`` builds QuickFIX's settings from xmc's config (`settings_text`),
    binds the inproc PULL and creates the engine; ``start()`` starts its threads.
 2. QuickFIX thread: ``onLogon``/``onLogout`` -> ``LOGON``/``LOGOUT``; ``fromApp`` -> ``APP``
-   with the message text; ``fromAdmin`` of a Reject (35=3) or a Logout with text -> ``ADMIN``;
+   with the message text; ``fromAdmin`` of a Reject (35=3), a ResendRequest (35=2) or a Logout
+   with text -> ``ADMIN``;
    ``toAdmin`` of a Reject we send (QuickFIX refused an inbound message: garbage, missing
    tags, wrong CompID) -> ``REFUSED``. Each is one frame on a per-thread PUSH socket.
 3. Loop thread: ``drain()`` returns the events in arrival order; session state
@@ -348,7 +349,9 @@ if qf is not None:
                 why = self._engine.refuse_logon.get(sid.toString())
                 if why:
                     raise qf.RejectLogon(why)
-            if msg_type == "3" or (msg_type == "5" and message.isSetField(wire.TEXT)):
+            # a Reject, a Logout with its reason, and a ResendRequest (we keep no sent messages: the
+            # owner sends again what it still needs, e.g. market-data subscriptions)
+            if msg_type in ("2", "3") or (msg_type == "5" and message.isSetField(wire.TEXT)):
                 self._engine._push(SessionEventKind.ADMIN, sid.toString(), message.toString())
 
         def toApp(self, message, sid):  # noqa: N802

@@ -8,6 +8,7 @@ module reads that text without QuickFIX, so the mappings built on it
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 SOH = "\x01"
@@ -120,9 +121,12 @@ class Fields:
         if value is None or value == "":
             return default
         try:
-            return float(value)
+            out = float(value)
         except ValueError:
             raise FixError(f"FIX_BAD_VALUE: tag={tag} value={value[:24]!r}") from None
+        if not math.isfinite(out):  # 400 digits pass QuickFIX's dictionary check and overflow to inf
+            raise FixError(f"FIX_BAD_VALUE: tag={tag} value={value[:24]!r}")
+        return out
 
     def qty(self, tag: int, default: int = 0) -> int:
         """A quantity as whole lots (futures trade whole contracts)."""
