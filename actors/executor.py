@@ -34,7 +34,7 @@ from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
 from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind
 from feeds.fix.venue import logon_fields, order_session
-from feeds.fix.wire import Fields, FixError
+from feeds.fix.wire import FixError, masked
 from execution.ids import TradeIds, parse_cl_ord_id
 from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairTrade, QueryStatus, RaiseAlert, RequestHalt, SendOrder,
                                  SignalInvalid, Transition, marketable_limit, params_from_config)
@@ -378,14 +378,18 @@ class ExecutorActor(Actor):
             self.log.warning("fix_session_down", venue=gw.venue, session=sev.session,
                              reason=gw.engine.views[sev.session].last_reason)
         elif sev.kind is SessionEventKind.REFUSED:  # QuickFIX refused a message the venue sent
-            self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=_fix_text(sev.raw))
+            self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=masked(sev.raw))
+        elif sev.kind is SessionEventKind.LOGON_REFUSED:  # retried every reconnect_s
+            view = gw.engine.views[sev.session]
+            self.log.error("fix_logon_refused", venue=gw.venue, session=sev.session, reason=view.last_reason,
+                           attempts=view.logon_refused)
         else:
             try:
                 events = gw.on_event(sev)
             except FixError as exc:
                 gw.stats["bad_messages"] += 1
                 gw.last_error = str(exc)
-                self.log.error("fix_message_dropped", venue=gw.venue, reason=str(exc), message=_fix_text(sev.raw))
+                self.log.error("fix_message_dropped", venue=gw.venue, reason=str(exc), message=masked(sev.raw))
                 if str(exc).startswith("FIX_UNSUPPORTED"):
                     self._alert(Severity.CRITICAL, f"EXEC_FIX_UNSUPPORTED: venue={gw.venue} {exc}", "")
                 return
@@ -691,11 +695,3 @@ class ExecutorActor(Actor):
             self.log.error("shutdown_with_open_trades", trade_ids=sorted(self.open),
                            note="resumed from the write-ahead log at next start")
         self.wal.close()
-
-
-def _fix_text(raw: str) -> str:
-    """A FIX message for a log line: `|` for SOH, the password masked, at most 300 characters."""
-    try:
-        return Fields.parse(raw).text()[:300]
-    except FixError:
-        return raw.replace("\x01", "|")[:300]

@@ -207,8 +207,12 @@ class IngestActor(Actor):
             if self._md_up:  # QuickFIX may report one disconnect twice: log it once
                 self._md_up = False
                 self.log.warning("fix_md_logout", venue=self.venue, session=ev.session, reason=reason)
+        elif kind is SessionEventKind.LOGON_REFUSED:
+            view = self.engine.views.get(ev.session)
+            self.log.error("fix_md_logon_refused", venue=self.venue, session=ev.session,
+                           reason=view.last_reason if view is not None else "")
         elif kind is SessionEventKind.REFUSED:
-            self._md_bad("FIX_REFUSED", f"FIX_REFUSED: session={ev.session} reject={_masked(ev.raw)[:200]}")
+            self._md_bad("FIX_REFUSED", f"FIX_REFUSED: session={ev.session} reject={wire.masked(ev.raw, 200)}")
 
     def _subscribe_all(self, session: str) -> None:
         from feeds.fix.marketdata import market_data_request
@@ -291,8 +295,3 @@ class IngestActor(Actor):
             d.update({f"fix_md_bad.{code}": float(n) for code, n in book.bad.items()})
             d["fix_md_ignored"] = float(book.ignored)
         return d
-
-
-def _masked(raw: str) -> str:
-    """A FIX message for a log line: `|` for SOH, the password (554) masked."""
-    return "|".join("554=***" if part.startswith("554=") else part for part in raw.split("\x01") if part)

@@ -39,13 +39,15 @@ _FIX_STATE_STYLE = {"LOGGED_ON": "green", "CONNECTING": "cyan", "DOWN": "bold re
 
 def fix_sessions_table(rows: list[dict]) -> Table:
     table = Table(title="FIX sessions")
-    for col in ("actor", "venue", "session", "state", "next out seq", "next in seq", "last in s", "logons", "refused"):
+    for col in ("actor", "venue", "session", "state", "next out seq", "next in seq", "last in s", "logons",
+                "logon refused", "refused msgs"):
         table.add_column(col, justify="left" if col in ("actor", "venue", "session", "state") else "right")
     for r in rows:
         age = r.get("last_in_age_s")
         table.add_row(r["actor"], r["venue"], r["session"], f"[{_FIX_STATE_STYLE.get(r['state'], '')}]{r['state']}[/]",
                       f"{r.get('next_out_seq', 0):g}", f"{r.get('next_in_seq', 0):g}",
-                      "-" if age is None else f"{age:.1f}", f"{r.get('logons', 0):g}", f"{r.get('refused', 0):g}")
+                      "-" if age is None else f"{age:.1f}", f"{r.get('logons', 0):g}", f"{r.get('logon_refused', 0):g}",
+                      f"{r.get('refused', 0):g}")
     return table
 
 

@@ -12,17 +12,25 @@ Protocol of the hand-off (what a reader can check the code against):
 1. ``FixEngine(...)`` builds QuickFIX's settings from xmc's config (`settings_text`),
    binds the inproc PULL and creates the engine; ``start()`` starts its threads.
 2. QuickFIX thread: ``onLogon``/``onLogout`` -> ``LOGON``/``LOGOUT``; ``fromApp`` -> ``APP``
-   with the message text; ``fromAdmin`` of a Reject (35=3), a ResendRequest (35=2) or a Logout
-   with text -> ``ADMIN``;
-   ``toAdmin`` of a Reject we send (QuickFIX refused an inbound message: garbage, missing
-   tags, wrong CompID) -> ``REFUSED``. Each is one frame on a per-thread PUSH socket.
+   with the message text; ``fromAdmin`` of a Reject (35=3), a ResendRequest (35=2) or a
+   Logout with text -> ``ADMIN``; ``toAdmin`` of a Reject we send (QuickFIX refused an inbound
+   message: garbage, missing tags, a bad value) -> ``REFUSED``. Each is one frame on the PUSH
+   socket of the calling OS thread.
 3. Loop thread: ``drain()`` returns the events in arrival order; session state
-   (`SessionView`) is updated there, never on QuickFIX's threads.
+   (`SessionView`) is updated there, never on QuickFIX's threads. A second LOGOUT for one
+   disconnect (QuickFIX reports some twice) is not passed on; a Logout that answers our
+   Logon becomes ``LOGON_REFUSED``.
 4. ``stop()`` is called from the loop thread on every exit path (a QuickFIX engine
    left running at interpreter exit can crash the process).
 
+Nothing is sent twice: an initiator keeps no sent messages (``PersistMessages=N``), so
+a ResendRequest of the venue is answered with a gap fill, and ``toApp`` refuses
+(``DoNotSend``) any resend of an order, cancel or status request that QuickFIX might
+still attempt. The owner re-sends what it still needs (ingest: its subscriptions).
+
 Secrets: the logon password (tag 554) is added in ``toAdmin`` from memory; it is
-never in the settings file, never in an event and never logged.
+never in the settings file, never stored (nothing sent is), never in an event and
+never logged.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class SessionEventKind(str, enum.Enum):
     APP = "APP"  # an application message (ExecutionReport, market data, ...)
     ADMIN = "ADMIN"  # a session-level Reject or a Logout with a reason, from the peer
     REFUSED = "REFUSED"  # QuickFIX refused an inbound message (we sent a Reject for it)
+    LOGON_REFUSED = "LOGON_REFUSED"  # the venue answered our Logon with a Logout (its reason in `raw`)
 
 
 class SessionEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -262,6 +271,9 @@ class FixEngine:
                         view.admin_rejects += 1
                     if fields is not None and fields.get(wire.TEXT):
                         view.last_reason = fields.get(wire.TEXT)[:120]
+                    if fields is not None and fields.msg_type == "5" and view.state is not SessionState.LOGGED_ON:
+                        view.logon_refused += 1
+                        ev = msgspec.structs.replace(ev, kind=SessionEventKind.LOGON_REFUSED)
             out.append(ev)
         return out
 
@@ -304,6 +316,7 @@ class FixEngine:
             d[f"{key}.next_in_seq"] = float(in_seq)
             d[f"{key}.logons"] = float(v.logons)
             d[f"{key}.refused"] = float(v.refused)
+            d[f"{key}.logon_refused"] = float(v.logon_refused)
             if v.last_in_ns:
                 d[f"{key}.last_in_age_s"] = round((now - v.last_in_ns) / 1e9, 2)
         return d

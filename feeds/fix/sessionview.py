@@ -15,7 +15,8 @@ class SessionState(str, enum.Enum):
 class SessionView:
     """What `xmc status` shows of one FIX session (kept on the loop thread)."""
 
-    __slots__ = ("session", "state", "logons", "logouts", "last_in_ns", "refused", "admin_rejects", "last_reason")
+    __slots__ = ("session", "state", "logons", "logouts", "last_in_ns", "refused", "admin_rejects", "last_reason",
+                 "logon_refused")
 
     def __init__(self, session: str) -> None:
         self.session = session
@@ -26,6 +27,7 @@ class SessionView:
         self.refused = 0
         self.admin_rejects = 0
         self.last_reason = ""
+        self.logon_refused = 0  # Logouts with a reason while not logged on: the venue refused our Logon
 
 
 STATE_CODE = {SessionState.CONNECTING: 0.0, SessionState.LOGGED_ON: 1.0, SessionState.DOWN: 2.0}

@@ -149,6 +149,9 @@ class Fields:
         for entry in entries:
             yield Fields(entry)
 
-    def text(self) -> str:
-        """For logs: the message with `|` for SOH and the password masked."""
-        return "|".join(f"{t}={'***' if t == PASSWORD else v}" for t, v in self.pairs)
+
+
+def masked(raw: str, limit: int = 300) -> str:
+    """A FIX message for a log line, parsed or not: `|` for SOH, the password (554) masked, at most
+    `limit` characters."""
+    return "|".join("554=***" if part.startswith("554=") else part for part in raw.split(SOH) if part)[:limit]

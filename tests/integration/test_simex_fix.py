@@ -299,9 +299,9 @@ def test_scheduled_disconnects_drop_the_fix_sessions_and_refuse_logons_until_up(
     assert (off.ts_ns - on.ts_ns) / 1e9 > every - 1.0
     # ... a logon while it lasts is refused with that reason (the initiator retries every second) ...
     refused = c.take(lambda e: e.session == c.order.session_id and (
-        e.kind is SessionEventKind.LOGON or (e.kind is SessionEventKind.ADMIN and "Rejected Logon" in e.raw)),
+        e.kind is SessionEventKind.LOGON or (e.kind is SessionEventKind.LOGON_REFUSED and "Rejected Logon" in e.raw)),
         down + 1, "a refused logon")
-    assert refused.kind is SessionEventKind.ADMIN and "SESSION_DOWN: venue=COMEX" in refused.raw
+    assert refused.kind is SessionEventKind.LOGON_REFUSED and "SESSION_DOWN: venue=COMEX" in refused.raw
     # ... and accepted once the venue is up again
     back = c.logon(c.order, timeout=down + 5)
     assert refused.ts_ns < back.ts_ns

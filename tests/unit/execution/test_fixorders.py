@@ -7,7 +7,7 @@ import pytest
 from bus.messages import ExecType, OrderPurpose, OrderRequest, Side, TimeInForce
 from execution.fixorders import (OrderBookEntry, cancel_reject, execution_report, fix_time_ns, message_reject,
                                  venue_reason)
-from feeds.fix.wire import SOH, Fields, FixError
+from feeds.fix.wire import SOH, Fields, FixError, masked
 
 ORDER = OrderRequest(cl_ord_id="T000001.a1", trade_id="T000001", account="cn", venue="SHFE", instrument="au",
                      side=Side.SELL, qty=3, price=556.02, tif=TimeInForce.IOC, purpose=OrderPurpose.OPEN)
@@ -140,8 +140,8 @@ def test_fields_parse_refuses_garbage_and_masks_the_password() -> None:
         Fields.parse("not a fix message")
     with pytest.raises(FixError, match="no_begin_string"):
         Fields.parse(f"35=D{SOH}")
-    f = msg("FIX.4.2", "A", (553, "user"), (554, "hunter2"))
-    assert "hunter2" not in f.text() and "554=***" in f.text()
+    raw = SOH.join(["8=FIX.4.2", "35=A", "553=user", "554=hunter2"]) + SOH
+    assert "hunter2" not in masked(raw) and "554=***" in masked(raw) and masked(raw, 10) == "8=FIX.4.2|"
 
 
 def test_marketable_limit_goes_ticks_through_the_current_touch() -> None:
