@@ -34,7 +34,7 @@ from configs.schema import Config
 from execution.fixorders import OrderBookEntry, cancel_reject, execution_report, message_reject
 from feeds.fix import wire
 from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind, qf
-from feeds.fix.venue import FixSymbols
+from feeds.fix.venue import FixSymbols, VenueSymbol
 from feeds.fix.wire import Fields, FixError
 
 SEEN_EXEC_KEEP = 50_000
@@ -69,6 +69,7 @@ class FixGateway:
         self.cancel_ids: dict[str, str] = {}  # a cancel's ClOrdID -> the order's ClOrdID
         self._seen_exec: dict[str, None] = {}
         self.local: list[OrderEvent] = []
+        self._templates: dict[tuple[str, Side], "qf.Message"] = {}
         self.stats = {"orders": 0, "cancels": 0, "status_requests": 0, "status_probes": 0, "emulated_ioc": 0,
                       "reports": 0, "dup_reports": 0, "bad_messages": 0, "unsupported": 0, "session_down": 0}
         self.last_error = ""
@@ -93,11 +94,13 @@ class FixGateway:
             return self._local_reject(order, f"VENUE_UNSUPPORTED: order=market venue={self.venue}")
         if not self.connected:
             return self._local_reject(order, f"SESSION_DOWN: venue={self.venue}")
-        m = self._message("D")
+        ioc = order.tif is TimeInForce.IOC
+        if ioc and not self.fx.ioc:
+            self.stats["emulated_ioc"] += 1
+            entry.probe_cancels.add("")  # marker: cancel it on its acknowledgement
+            ioc = False
+        m = qf.Message(self._order_template(order.instrument, vs, order.side))  # only what changes is set
         m.setField(wire.CL_ORD_ID, order.cl_ord_id)
-        m.setField(wire.HANDL_INST, "1")
-        self._instrument(m, vs)
-        m.setField(wire.SIDE, "1" if order.side is Side.BUY else "2")
         m.setField(qf.TransactTime())
         m.setField(wire.ORDER_QTY, str(order.qty))
         if order.price is None:
@@ -105,14 +108,7 @@ class FixGateway:
         else:
             m.setField(wire.ORD_TYPE, "2")
             m.setField(wire.PRICE, _px(order.price))
-        ioc = order.tif is TimeInForce.IOC
-        if ioc and not self.fx.ioc:
-            self.stats["emulated_ioc"] += 1
-            entry.probe_cancels.add("")  # marker: cancel it on its acknowledgement
-            ioc = False
         m.setField(wire.TIME_IN_FORCE, "3" if ioc else "0")
-        if self.fx.account:
-            m.setField(wire.ACCOUNT, self.fx.account)
         if not self.engine.send(self.session, m):
             return self._local_reject(order, f"SESSION_DOWN: venue={self.venue}")
         self.stats["orders"] += 1
@@ -268,6 +264,20 @@ class FixGateway:
 
     # ---- building --------------------------------------------------------------------
 
+    def _order_template(self, instrument: str, vs: VenueSymbol, side: Side) -> "qf.Message":
+        """A NewOrderSingle with the fields that never change for an instrument and side (copied per order)."""
+        key = (instrument, side)
+        m = self._templates.get(key)
+        if m is None:
+            m = self._message("D")
+            m.setField(wire.HANDL_INST, "1")
+            self._instrument(m, vs)
+            m.setField(wire.SIDE, "1" if side is Side.BUY else "2")
+            if self.fx.account:
+                m.setField(wire.ACCOUNT, self.fx.account)
+            self._templates[key] = m
+        return m
+
     def _message(self, msg_type: str) -> "qf.Message":
         m = qf.Message()
         header = m.getHeader()
@@ -276,10 +286,10 @@ class FixGateway:
         return m
 
     @staticmethod
-    def _instrument(m: "qf.Message", vs: object) -> None:
-        m.setField(wire.SYMBOL, vs.symbol)  # type: ignore[attr-defined]
-        if vs.security_exchange:  # type: ignore[attr-defined]
-            m.setField(wire.SECURITY_EXCHANGE, vs.security_exchange)  # type: ignore[attr-defined]
+    def _instrument(m: "qf.Message", vs: VenueSymbol) -> None:
+        m.setField(wire.SYMBOL, vs.symbol)
+        if vs.security_exchange:
+            m.setField(wire.SECURITY_EXCHANGE, vs.security_exchange)
 
     def detail(self) -> dict[str, float]:
         d = self.engine.status_detail(self.venue)
