@@ -24,10 +24,7 @@ Reasons are ``CATEGORY_CONDITION: key=value``: a venue text already in that form
 
 from __future__ import annotations
 
-import calendar
-import functools
 import re
-import time
 
 from bus.messages import ExecType, OrderEvent, OrderRequest, Side
 from feeds.fix import wire
@@ -55,21 +52,13 @@ def venue_reason(text: str, category: str, **keys: object) -> str:
 
 
 def fix_time_ns(value: str) -> int:
-    """UTC ns of a FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss...]); 0 when absent or malformed."""
-    if len(value) < 17 or value[8] != "-" or value[11] != ":" or value[14] != ":":
-        return 0
+    """UTC ns of a FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss...]); 0 when absent or malformed (a
+    report's time is informational: it never makes a report unusable)."""
     try:
-        day = _day_ns(value[:8])
-        secs = int(value[9:11]) * 3600 + int(value[12:14]) * 60 + int(value[15:17])
-        frac = value[18:] if len(value) > 18 and value[17] == "." else ""
-        return day + secs * 10**9 + (int((frac + "000000000")[:9]) if frac else 0)
-    except ValueError:
+        days, ns = wire.timestamp_days_ns(value, wire.TRANSACT_TIME)
+    except FixError:
         return 0
-
-
-@functools.lru_cache(maxsize=8)
-def _day_ns(yyyymmdd: str) -> int:
-    return calendar.timegm(time.strptime(yyyymmdd, "%Y%m%d")) * 10**9
+    return days * wire.DAY_NS + ns
 
 
 def side_of(code: str) -> Side:

@@ -40,9 +40,8 @@ updates carry MDEntryPositionNo (or only touch the top).
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 import msgspec
 
@@ -52,6 +51,8 @@ from feeds.fix.venue import FixSymbols, VenueSymbol
 
 if TYPE_CHECKING:
     from configs.schema import Config
+
+_T = TypeVar("_T")
 
 POSS_DUP_FLAG = 43
 MD_ENTRY_DATE = 272
@@ -78,8 +79,7 @@ REJECT_REASONS = {
     "C": "UNSUPPORTED_MD_IMPLICIT_DELETE",
 }
 
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-_DAY_NS = 86_400 * 1_000_000_000
+_DAY_NS = wire.DAY_NS
 
 
 class MdReject(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,37 +170,17 @@ def _code(exc: wire.FixError) -> str:
     return getattr(exc, "code", "") or str(exc).split(":", 1)[0] or "FIX_MALFORMED"
 
 
-def _date_days(value: str, tag: int) -> int:
-    """YYYYMMDD -> days since 1970-01-01."""
+def _md_time(parse: Callable[[str, int], _T], value: str, tag: int) -> _T:
+    """A FIX time field read by `parse` (feeds.fix.wire); a bad one is this feed's FIX_MD_BAD_TIME drop."""
     try:
-        if len(value) != 8 or not value.isdigit():
-            raise ValueError
-        return _dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        raise _Bad("FIX_MD_BAD_TIME", f"FIX_MD_BAD_TIME: tag={tag} value={value[:32]!r}") from None
-
-
-def _time_ns(value: str, tag: int) -> int:
-    """HH:MM:SS[.fraction] -> ns since midnight (fraction up to nanoseconds)."""
-    main, _, frac = value.partition(".")
-    try:
-        hh, mm, ss = main.split(":")
-        if not (len(hh) == len(mm) == len(ss) == 2 and (hh + mm + ss).isdigit()):
-            raise ValueError
-        h, m, s = int(hh), int(mm), int(ss)
-        if h > 23 or m > 59 or s > 60 or len(frac) > 9 or (frac and not frac.isdigit()):
-            raise ValueError
-    except ValueError:
-        raise _Bad("FIX_MD_BAD_TIME", f"FIX_MD_BAD_TIME: tag={tag} value={value[:32]!r}") from None
-    return ((h * 60 + m) * 60 + s) * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+        return parse(value, tag)
+    except wire.FixError as exc:
+        raise _Bad("FIX_MD_BAD_TIME", str(exc).replace("FIX_BAD_TIME", "FIX_MD_BAD_TIME", 1)) from None
 
 
 def sending_time_ns(value: str) -> tuple[int, int]:
     """52 SendingTime ``YYYYMMDD-HH:MM:SS[.fff]`` -> (days since epoch, ns since midnight)."""
-    date, sep, tod = value.partition("-")
-    if not sep:
-        raise _Bad("FIX_MD_BAD_TIME", f"FIX_MD_BAD_TIME: tag={wire.SENDING_TIME} value={value[:32]!r}")
-    return _date_days(date, wire.SENDING_TIME), _time_ns(tod, wire.SENDING_TIME)
+    return _md_time(wire.timestamp_days_ns, value, wire.SENDING_TIME)
 
 
 def _ns(day_and_time: tuple[int, int]) -> int:
@@ -347,8 +327,8 @@ class MdBook:
         date, tod = e.get(MD_ENTRY_DATE), e.get(MD_ENTRY_TIME)
         if not date and not tod:
             return 0
-        days = _date_days(date, MD_ENTRY_DATE) if date else sent[0]
-        ns = _time_ns(tod, MD_ENTRY_TIME) if tod else sent[1]
+        days = _md_time(wire.date_days, date, MD_ENTRY_DATE) if date else sent[0]
+        ns = _md_time(wire.time_ns, tod, MD_ENTRY_TIME) if tod else sent[1]
         ts = days * _DAY_NS + ns
         if not date and ts > sent[0] * _DAY_NS + sent[1] + _DAY_NS // 2:
             ts -= _DAY_NS  # a venue time just before midnight, sent just after it

@@ -8,6 +8,7 @@ module reads that text without QuickFIX, so the mappings built on it
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from typing import Iterator
 
@@ -70,6 +71,43 @@ PASSWORD = 554
 
 class FixError(ValueError):
     """A message xmc cannot use: `CATEGORY_CONDITION: key=value` in its text."""
+
+
+DAY_NS = 86_400 * 1_000_000_000
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+
+
+def date_days(value: str, tag: int) -> int:
+    """A UTCDateOnly ``YYYYMMDD`` -> days since 1970-01-01; FixError ``FIX_BAD_TIME`` names the tag."""
+    try:
+        if len(value) != 8 or not value.isdigit():
+            raise ValueError
+        return _dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        raise FixError(f"FIX_BAD_TIME: tag={tag} value={value[:32]!r}") from None
+
+
+def time_ns(value: str, tag: int) -> int:
+    """A UTCTimeOnly ``HH:MM:SS[.fraction]`` -> ns since midnight (fraction up to nanoseconds)."""
+    main, _, frac = value.partition(".")
+    try:
+        hh, mm, ss = main.split(":")
+        if not (len(hh) == len(mm) == len(ss) == 2 and (hh + mm + ss).isdigit()):
+            raise ValueError
+        h, m, s = int(hh), int(mm), int(ss)
+        if h > 23 or m > 59 or s > 60 or len(frac) > 9 or (frac and not frac.isdigit()):
+            raise ValueError
+    except ValueError:
+        raise FixError(f"FIX_BAD_TIME: tag={tag} value={value[:32]!r}") from None
+    return ((h * 60 + m) * 60 + s) * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+def timestamp_days_ns(value: str, tag: int) -> tuple[int, int]:
+    """A UTCTimestamp ``YYYYMMDD-HH:MM:SS[.fff]`` -> (days since epoch, ns since midnight)."""
+    date, sep, tod = value.partition("-")
+    if not sep:
+        raise FixError(f"FIX_BAD_TIME: tag={tag} value={value[:32]!r}")
+    return date_days(date, tag), time_ns(tod, tag)
 
 
 class Fields:
