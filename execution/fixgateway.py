@@ -200,19 +200,17 @@ class FixGateway:
 
     def _exec_report(self, f: Fields) -> list[OrderEvent]:
         cid, entry, probe = self._resolve(f)
-        et = f.get(wire.EXEC_TYPE)
-        if et in ("1", "2", "F"):
-            key = f"{cid}:{f.get(wire.EXEC_ID)}"
-            if key in self._seen_exec:
-                self.stats["dup_reports"] += 1
-                return []
-            self._seen_exec[key] = None
-            if len(self._seen_exec) > SEEN_EXEC_KEEP:
-                for old in list(self._seen_exec)[: SEEN_EXEC_KEEP // 2]:
-                    del self._seen_exec[old]
         ev = execution_report(f, entry, self.venue, self._instrument_of(entry, f), cid, probe)
         if ev is None:
             return []
+        if ev.exec_type is ExecType.FILL:  # marked seen only once usable: a corrected resend still counts
+            if ev.exec_id in self._seen_exec:
+                self.stats["dup_reports"] += 1
+                return []
+            self._seen_exec[ev.exec_id] = None
+            if len(self._seen_exec) > SEEN_EXEC_KEEP:
+                for old in list(self._seen_exec)[: SEEN_EXEC_KEEP // 2]:
+                    del self._seen_exec[old]
         self.stats["reports"] += 1
         if (ev.exec_type is ExecType.ACK and entry is not None and "" in entry.probe_cancels
                 and ev.leaves_qty > 0):

@@ -254,7 +254,8 @@ class FixEngine:
             ev = self._dec.decode(frame)
             view = self.views.get(ev.session)
             if view is not None:
-                view.last_in_ns = ev.ts_ns
+                if ev.kind is SessionEventKind.APP or ev.kind is SessionEventKind.ADMIN:
+                    view.last_in_ns = ev.ts_ns  # a message from the venue (not a state change of ours)
                 if ev.kind is SessionEventKind.LOGON:
                     view.state = SessionState.LOGGED_ON
                     view.logons += 1

@@ -16,7 +16,8 @@ What the runs showed about QuickFIX (the tests rely on it):
 - an acceptor that does not know the CompIDs of a Logon drops the connection without a word;
 - the initiator uses up a sequence number or more per logon attempt, even when it cannot connect,
   so a growing next_out_seq counts attempts;
-- QuickFIX's dictionary check lets through a quantity of any number of digits (see the xfail).
+- QuickFIX's dictionary check lets a quantity of any number of digits through (400 nines are
+  inf to Python): only xmc's own reading of the message can refuse it.
 """
 
 from __future__ import annotations
@@ -435,7 +436,8 @@ def test_refused_logon_is_retried_until_the_venue_accepts_it_and_executor_keeps_
     assert logon["venue"] == VENUE
     assert refused >= 3
     s = session(run_dir)
-    assert (s["logons"], s["refused"]) == (1.0, 0.0) and s["logon_refused"] >= refused, (s, refused)
+    # (not necessarily every refusal: one that comes after the executor's 1 s logon timeout meets a closed socket)
+    assert (s["logons"], s["refused"]) == (1.0, 0.0) and s["logon_refused"] >= 3, s
     assert_survived(run_dir, pid)
 
 
