@@ -32,7 +32,7 @@ from execution.allocation import Allocator
 from configs.schema import FixVenueCfg
 from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
-from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind
+from feeds.fix.session import NOT_LOGGED_ON_WARN_S, FixEngine, SessionEvent, SessionEventKind
 from feeds.fix.venue import logon_fields, order_session
 from feeds.fix.wire import FixError, masked
 from execution.ids import TradeIds, parse_cl_ord_id
@@ -359,6 +359,7 @@ class ExecutorActor(Actor):
         self.gateways[venue] = gw
         self.fix_gateways.append(gw)
         self.watch(engine.socket, lambda: self._on_fix(gw))
+        self.every(NOT_LOGGED_ON_WARN_S, lambda: self._warn_not_logged_on(gw))
         engine.start()
         self.log.info("fix_session_starting", venue=venue, session=spec.session_id, host=fx.host, port=fx.port,
                       store=spec.store_dir, ioc=fx.ioc, market_orders=fx.market_orders,
@@ -395,6 +396,13 @@ class ExecutorActor(Actor):
                 return
             for ev in events:
                 self._on_report(msgspec.structs.replace(ev, recv_ns=sev.ts_ns or time.monotonic_ns()))
+
+    def _warn_not_logged_on(self, gw: FixGateway) -> None:
+        for view in gw.engine.not_logged_on(NOT_LOGGED_ON_WARN_S):
+            out_seq, _ = gw.engine.seq_nums(view.session)
+            self.log.warning("fix_session_not_logged_on", venue=gw.venue, session=view.session, state=view.state.value,
+                             for_s=round((time.monotonic_ns() - view.since_ns) / 1e9, 1), next_out_seq=out_seq,
+                             logon_refused=view.logon_refused, reason=view.last_reason)
 
     def _local_soon(self) -> None:
         """A gateway answered without its venue: deliver on the next loop turn, never inside a send."""

@@ -133,7 +133,7 @@ class IngestActor(Actor):
 
     def _setup_fix(self) -> None:
         from feeds.fix.marketdata import MdBook
-        from feeds.fix.session import FixEngine, FixUnavailable
+        from feeds.fix.session import NOT_LOGGED_ON_WARN_S, FixEngine, FixUnavailable
         from feeds.fix.venue import logon_fields, md_session
 
         fx = self.cfg.venues[self.venue].fix
@@ -151,9 +151,16 @@ class IngestActor(Actor):
         # request ids `<venue>-<instrument>-<n>`, n from the wall clock in ms: never reused across restarts
         self.md_book = MdBook.from_config(self.cfg, self.venue, first_req_id=time.time_ns() // 1_000_000)
         self.watch(self.engine.socket, self._on_fix)
+        self._warn_s = NOT_LOGGED_ON_WARN_S
+        self.every(NOT_LOGGED_ON_WARN_S, self._warn_not_logged_on)
         self.engine.start()
         self.log.info("fix_md_started", venue=self.venue, session=spec.session_id, host=spec.host, port=spec.port,
                       instruments=sorted(self.md_book.by_instrument))
+
+    def _warn_not_logged_on(self) -> None:
+        for view in self.engine.not_logged_on(self._warn_s):
+            self.log.warning("fix_md_not_logged_on", venue=self.venue, session=view.session, state=view.state.value,
+                             for_s=round((time.monotonic_ns() - view.since_ns) / 1e9, 1), reason=view.last_reason)
 
     def _on_fix(self) -> None:
         for ev in self.engine.drain():

@@ -156,6 +156,7 @@ def read_secret(env: str, file: str) -> str:
 
 _instances = itertools.count(1)
 SENT_KEEP = 20_000  # our sent messages remembered for RefSeqNum lookups
+NOT_LOGGED_ON_WARN_S = 5.0  # a session not logged on for this long is logged by its owner, again every as long
 
 
 class FixEngine:
@@ -193,6 +194,7 @@ class FixEngine:
         self._engine = kind(self._app, self._store, qsettings, self._logs)
         self._qsettings = qsettings
         self._running = False
+        self.last_admin_ns: dict[str, int] = {}  # session -> last session-level message (heartbeat, ...)
         self.refuse_logon: dict[str, str] = {}  # acceptor: session -> why its Logon is refused now
         self.sent: dict[tuple[str, int], tuple[str, str]] = {}  # (session, our MsgSeqNum) -> (msg type, ClOrdID)
 
@@ -258,12 +260,14 @@ class FixEngine:
                     view.last_in_ns = ev.ts_ns  # a message from the venue (not a state change of ours)
                 if ev.kind is SessionEventKind.LOGON:
                     view.state = SessionState.LOGGED_ON
+                    view.since_ns = ev.ts_ns
                     view.logons += 1
                 elif ev.kind is SessionEventKind.LOGOUT:
                     if view.state is not SessionState.LOGGED_ON:
                         continue  # QuickFIX reports one disconnect twice; the owner hears it once
                     view.logouts += 1
                     view.state = SessionState.DOWN
+                    view.since_ns = ev.ts_ns
                 elif ev.kind is SessionEventKind.REFUSED:
                     view.refused += 1
                 elif ev.kind is SessionEventKind.ADMIN:
@@ -277,6 +281,13 @@ class FixEngine:
                         ev = msgspec.structs.replace(ev, kind=SessionEventKind.LOGON_REFUSED)
             out.append(ev)
         return out
+
+    def not_logged_on(self, for_s: float) -> list[SessionView]:
+        """Sessions that have not been logged on for at least `for_s` seconds (for a periodic warning:
+        a wrong CompID, garbage or a silent venue leave no other trace)."""
+        now = time.monotonic_ns()
+        return [v for v in self.views.values()
+                if v.state is not SessionState.LOGGED_ON and now - v.since_ns >= for_s * 1e9]
 
     def logged_on(self, session: str) -> bool:
         view = self.views.get(session)
@@ -318,8 +329,9 @@ class FixEngine:
             d[f"{key}.logons"] = float(v.logons)
             d[f"{key}.refused"] = float(v.refused)
             d[f"{key}.logon_refused"] = float(v.logon_refused)
-            if v.last_in_ns:
-                d[f"{key}.last_in_age_s"] = round((now - v.last_in_ns) / 1e9, 2)
+            last_in = max(v.last_in_ns, self.last_admin_ns.get(sid, 0))  # any message from the venue
+            if last_in:
+                d[f"{key}.last_in_age_s"] = round((now - last_in) / 1e9, 2)
         return d
 
 
@@ -359,6 +371,7 @@ if qf is not None:
 
         def fromAdmin(self, message, sid):  # noqa: N802
             msg_type = message.getHeader().getField(wire.MSG_TYPE)
+            self._engine.last_admin_ns[sid.toString()] = time.monotonic_ns()  # heartbeats too (one store, GIL)
             if msg_type == "A":
                 why = self._engine.refuse_logon.get(sid.toString())
                 if why:

@@ -4,6 +4,7 @@ them back from an actor's heartbeat (no QuickFIX needed here)."""
 from __future__ import annotations
 
 import enum
+import time
 
 
 class SessionState(str, enum.Enum):
@@ -16,7 +17,7 @@ class SessionView:
     """What `xmc status` shows of one FIX session (kept on the loop thread)."""
 
     __slots__ = ("session", "state", "logons", "logouts", "last_in_ns", "refused", "admin_rejects", "last_reason",
-                 "logon_refused")
+                 "logon_refused", "since_ns")
 
     def __init__(self, session: str) -> None:
         self.session = session
@@ -28,6 +29,7 @@ class SessionView:
         self.admin_rejects = 0
         self.last_reason = ""
         self.logon_refused = 0  # Logouts with a reason while not logged on: the venue refused our Logon
+        self.since_ns = time.monotonic_ns()  # when it entered its current state
 
 
 STATE_CODE = {SessionState.CONNECTING: 0.0, SessionState.LOGGED_ON: 1.0, SessionState.DOWN: 2.0}
