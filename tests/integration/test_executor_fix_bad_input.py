@@ -23,30 +23,26 @@ What the runs showed about QuickFIX (the tests rely on it):
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import socket
 import threading
 import time
 import uuid
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Iterator
 
 import msgspec
 import pytest
-import zmq
 
 from bus.messages import Alert, Heartbeat, Severity
 from configs.load import load_config
-from feeds.fix.session import SessionEventKind, SessionSpec
+from feeds.fix.session import SessionSpec
 from feeds.fix.venue import acceptor_sessions
-from fixpeer import free_port
+from fixpeer import Acceptor, free_port
 from helpers import BusTap, actor, status, wait_for, write_config, xmc
 
 qf = pytest.importorskip("quickfix")
-from feeds.fix.session import FixEngine  # noqa: E402 - needs quickfix
 
 pytestmark = pytest.mark.slow
 
@@ -120,119 +116,6 @@ def up(cfg_path: Path, run_dir: Path) -> int:
 
 
 # ---- the venue: a QuickFIX acceptor -------------------------------------------------------------------
-
-
-class Acceptor:
-    """The test's FIX venue on the executor's order session (or on other CompIDs, to be wrong): a
-    `FixEngine("acceptor", ...)` in a process of its own, driven over a pipe.
-
-    Its own process because QuickFIX's acceptor can crash the process that stops it (see
-    `_venue_process`): a crash there must not take the test run with it."""
-
-    def __init__(self, specs: list[SessionSpec], version: str) -> None:
-        self.sid = specs[0].session_id
-        mp = multiprocessing.get_context("spawn")
-        self._conn, child = mp.Pipe()
-        self._proc = mp.Process(target=_venue_process, args=(child, specs, version), daemon=True)
-        self._proc.start()
-        child.close()
-        self._call("ping", timeout=30)  # QuickFIX is listening once this answers
-
-    def _call(self, *cmd: object, timeout: float = 10) -> object:
-        self._conn.send(cmd)
-        if not self._conn.poll(timeout):
-            raise AssertionError(f"the venue process did not answer {cmd[0]!r} within {timeout}s")
-        ok, value = self._conn.recv()
-        if not ok:
-            raise AssertionError(f"the venue process failed {cmd[0]!r}: {value}")
-        return value
-
-    def events(self) -> list[tuple[str, str, str]]:
-        """(kind, session, raw) of every SessionEvent the venue's engine handed over so far."""
-        return self._call("events")  # type: ignore[return-value]
-
-    def logons(self) -> int:
-        return sum(1 for kind, _, _ in self.events() if kind == SessionEventKind.LOGON.value)
-
-    def next_out_seq(self) -> int:
-        """The next sequence number the venue sends: 1 + every Logon, Logout and message it sent."""
-        return int(self._call("next_out_seq"))  # type: ignore[call-overload]
-
-    def refuse_logons(self, why: str | None) -> None:
-        """Refuse every Logon with `why` (`FixEngine.refuse_logon`); None: accept them again."""
-        self._call("refuse", why)
-
-    def send(self, msg_type: str, fields: list[tuple[int, str]]) -> None:
-        assert self._call("send", msg_type, fields), "QuickFIX did not take the message"
-
-    def stop(self) -> None:
-        if self._proc.is_alive():
-            try:
-                self._conn.send(("stop",))
-                if self._conn.poll(20):
-                    self._conn.recv()
-            except (OSError, EOFError):  # it died stopping QuickFIX: the crash this process is for
-                pass
-        self._proc.join(20)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
-        self._conn.close()
-
-
-def _venue_process(conn: Connection, specs: list[SessionSpec], version: str) -> None:
-    """The venue's process: the acceptor's events kept as they come, the test's commands answered.
-
-    ``FixEngine.stop`` on an acceptor sometimes dies with SIGSEGV inside QuickFIX (``Acceptor::stop``
-    -> ``SocketServer::close`` walking its socket map while the acceptor thread, woken by the closed
-    listening socket, closes and frees the same server); here that only ends this process."""
-    ctx = zmq.Context()
-    engine = FixEngine("acceptor", specs, ctx)
-    sid = specs[0].session_id
-    events: list[tuple[str, str, str]] = []
-    poller = zmq.Poller()
-    poller.register(engine.socket, zmq.POLLIN)
-    poller.register(conn.fileno(), zmq.POLLIN)
-    engine.start()
-    try:
-        while True:
-            poller.poll()  # QuickFIX's events or a command, whichever comes first
-            events += [(e.kind.value, e.session, e.raw) for e in engine.drain()]
-            while conn.poll():
-                cmd, *args = conn.recv()
-                if cmd == "stop":
-                    engine.stop()
-                    conn.send((True, None))
-                    return
-                try:
-                    if cmd == "ping":
-                        value: object = None
-                    elif cmd == "events":
-                        value = list(events)
-                    elif cmd == "next_out_seq":
-                        value = engine.seq_nums(sid)[0]
-                    elif cmd == "refuse":
-                        if args[0] is None:
-                            engine.refuse_logon.pop(sid, None)
-                        else:
-                            engine.refuse_logon[sid] = args[0]
-                        value = None
-                    elif cmd == "send":
-                        msg_type, fields = args
-                        m = qf.Message()
-                        m.getHeader().setField(qf.BeginString(version))
-                        m.getHeader().setField(qf.MsgType(msg_type))
-                        for tag, v in fields:
-                            m.setField(tag, v)
-                        value = engine.send(sid, m)
-                    else:
-                        raise ValueError(f"unknown command {cmd!r}")
-                except Exception as exc:  # noqa: BLE001 - the test hears of it as a failed call
-                    conn.send((False, repr(exc)))
-                else:
-                    conn.send((True, value))
-    except EOFError:  # the test process is gone
-        engine.stop()
 
 
 @pytest.fixture

@@ -5,14 +5,15 @@ its heartbeat detail and degrades it; after the venue drops the session (or rest
 subscribes again.
 
 The test's acceptor is `feeds.fix.session.FixEngine("acceptor", ...)` on the venue's sessions
-(`feeds.fix.venue.acceptor_sessions`), pumped from the test's own thread: every wait blocks on
-its socket and the bus tap with a deadline.
+(`feeds.fix.venue.acceptor_sessions`) in a process of its own (`fixpeer.Acceptor`: stopping a
+QuickFIX acceptor can crash the process that does it), driven over a pipe: the test tells it
+what to send, to drop the session, to stop and start again, and reads back what it received.
+Every wait blocks on the venue's wake-up pipe and the bus tap with a deadline.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,21 +25,15 @@ from bus.messages import Heartbeat, Quote
 from configs.load import load_config
 from configs.schema import Config
 from feeds.fix import wire
+from feeds.fix.session import SessionEventKind
+from feeds.fix.venue import acceptor_sessions
+from fixpeer import Acceptor, Group, free_port
 from helpers import BusTap, actor, wait_for, write_config, xmc
 
-qf = pytest.importorskip("quickfix")
-
-from feeds.fix.session import FixEngine, SessionEventKind  # noqa: E402
-from feeds.fix.venue import acceptor_sessions  # noqa: E402
+pytest.importorskip("quickfix")  # the venue's process runs QuickFIX
 
 ACTOR = "ingest_cme"
 MD_SESSION = "CME.XMC_MD->CMEX"  # ingest's side, as its heartbeat detail names it (fix.<venue>.<session>.*)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(tmp_path: Path, version: str = "FIX.4.2") -> Path:
@@ -73,7 +68,8 @@ def actor_when(run_dir: Path, pred: Callable[[dict], bool], what: str, timeout: 
 
 
 class Venue:
-    """The test's FIX venue: an acceptor that records MarketDataRequests and sends what it is told."""
+    """The test's FIX venue: an acceptor (in its own process) that records MarketDataRequests and
+    sends what it is told on the market-data session."""
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         fx = cfg.venues["CME"].fix
@@ -81,46 +77,40 @@ class Venue:
         self.version = fx.version
         self.specs = acceptor_sessions(run_dir, "CME", fx)
         self.md = next(s.session_id for s in self.specs if s.target_comp_id == fx.md.sender_comp_id)
-        self.ctx = zmq.Context()
-        self.engine: FixEngine | None = None
+        self.acceptor = Acceptor(self.specs, self.version, start=False)
         self.requests: list[wire.Fields] = []  # every V, in arrival order
         self.logons = 0
-        self._enable_after_logout = False
+        self._seen = 0  # of the acceptor's events
+
+    @property
+    def running(self) -> bool:
+        return self.acceptor.running
 
     def start(self) -> None:
-        self.engine = FixEngine("acceptor", self.specs, self.ctx)
-        self.engine.start()
+        self.acceptor.start()
 
     def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
-            self.engine = None
+        self.acceptor.stop()
+        self.handle()  # what it received up to its stop
 
     def close(self) -> None:
-        self.stop()
-        self.ctx.destroy(0)
+        self.acceptor.stop()
 
     def drop(self, reason: str) -> None:
-        """Log the market-data session out, then take logons again: QuickFIX's `Session::logout`
-        also disables the session, and a disabled acceptor session refuses the peer's next Logon."""
-        assert self.engine is not None
-        self.engine.disconnect(self.md, reason)
-        self._enable_after_logout = True
+        """Log the market-data session out, then take logons again (`Acceptor.drop`)."""
+        self.acceptor.drop(reason, session=self.md)
 
     def handle(self) -> None:
-        assert self.engine is not None
-        for ev in self.engine.drain():
-            if ev.kind is SessionEventKind.LOGON and ev.session == self.md:
+        """Take in what the venue received since the last call."""
+        events = self.acceptor.events()
+        for kind, session, raw in events[self._seen:]:
+            if kind == SessionEventKind.LOGON.value and session == self.md:
                 self.logons += 1
-            elif ev.kind is SessionEventKind.LOGOUT and ev.session == self.md and self._enable_after_logout:
-                self._enable_after_logout = False  # logged out now: enabling it earlier would cancel the logout
-                spec = next(s for s in self.specs if s.session_id == self.md)
-                sid = qf.SessionID(spec.begin_string, spec.sender_comp_id, spec.target_comp_id)
-                qf.Session.lookupSession(sid).logon()
-            elif ev.kind is SessionEventKind.APP:
-                f = wire.Fields.parse(ev.raw)
+            elif kind == SessionEventKind.APP.value:
+                f = wire.Fields.parse(raw)
                 if f.msg_type == "V":
                     self.requests.append(f)
+        self._seen = len(events)
 
     def request_for(self, symbol: str, after: int = 0) -> wire.Fields | None:
         for f in self.requests[after:]:
@@ -130,54 +120,35 @@ class Venue:
 
     # ---- what the venue sends ----
 
-    def _msg(self, msg_type: str):
-        m = qf.Message()
-        m.getHeader().setField(qf.BeginString(self.version))
-        m.getHeader().setField(qf.MsgType(msg_type))
-        return m
-
-    def send(self, m) -> None:
-        assert self.engine is not None and self.engine.send(self.md, m)
+    def send(self, msg_type: str, fields: list[tuple[int, str]], groups: list[Group] | None = None) -> None:
+        self.acceptor.send(msg_type, fields, groups or [], session=self.md)
 
     def snapshot(self, req: str, symbol: str, bid: tuple[float, float], ask: tuple[float, float], *, exch: str = "",
                  time_of_day: str = "") -> None:
-        m = self._msg("W")
-        if req:
-            m.setField(wire.MD_REQ_ID, req)
-        m.setField(wire.SYMBOL, symbol)
+        fields = [(wire.MD_REQ_ID, req)] if req else []
+        fields.append((wire.SYMBOL, symbol))
         if exch:
-            m.setField(wire.SECURITY_EXCHANGE, exch)
+            fields.append((wire.SECURITY_EXCHANGE, exch))
+        groups: list[Group] = []
         for side, (px, size) in (("0", bid), ("1", ask)):
-            g = qf.Group(wire.NO_MD_ENTRIES, wire.MD_ENTRY_TYPE)
-            g.setField(wire.MD_ENTRY_TYPE, side)
-            g.setField(wire.MD_ENTRY_PX, repr(px))
-            g.setField(wire.MD_ENTRY_SIZE, repr(size))
+            entry = [(wire.MD_ENTRY_TYPE, side), (wire.MD_ENTRY_PX, repr(px)), (wire.MD_ENTRY_SIZE, repr(size))]
             if time_of_day:
-                g.setField(272, "20260105")
-                g.setField(273, time_of_day)
-            m.addGroup(g)
-        self.send(m)
+                entry += [(272, "20260105"), (273, time_of_day)]
+            groups.append((wire.NO_MD_ENTRIES, wire.MD_ENTRY_TYPE, entry))
+        self.send("W", fields, groups)
 
     def update(self, symbol: str, *entries: tuple) -> None:
         """X: entries are (action, side) for a delete or (action, side, px, size)."""
-        m = self._msg("X")
+        groups: list[Group] = []
         for e in entries:
-            g = qf.Group(wire.NO_MD_ENTRIES, wire.MD_UPDATE_ACTION)
-            g.setField(wire.MD_UPDATE_ACTION, e[0])
-            g.setField(wire.MD_ENTRY_TYPE, e[1])
-            g.setField(wire.SYMBOL, symbol)
+            entry = [(wire.MD_UPDATE_ACTION, e[0]), (wire.MD_ENTRY_TYPE, e[1]), (wire.SYMBOL, symbol)]
             if len(e) > 2:
-                g.setField(wire.MD_ENTRY_PX, repr(e[2]))
-                g.setField(wire.MD_ENTRY_SIZE, repr(e[3]))
-            m.addGroup(g)
-        self.send(m)
+                entry += [(wire.MD_ENTRY_PX, repr(e[2])), (wire.MD_ENTRY_SIZE, repr(e[3]))]
+            groups.append((wire.NO_MD_ENTRIES, wire.MD_UPDATE_ACTION, entry))
+        self.send("X", [], groups)
 
     def reject(self, req: str, reason: str, text: str) -> None:
-        m = self._msg("Y")
-        m.setField(wire.MD_REQ_ID, req)
-        m.setField(wire.MD_REQ_REJ_REASON, reason)
-        m.setField(wire.TEXT, text)
-        self.send(m)
+        self.send("Y", [(wire.MD_REQ_ID, req), (wire.MD_REQ_REJ_REASON, reason), (wire.TEXT, text)])
 
 
 class Rig:
@@ -203,17 +174,18 @@ class Rig:
         self.venue.close()
 
     def until(self, cond: Callable[[], object], timeout: float, what: str) -> None:
-        """Serve the acceptor and read the tap until `cond()` holds; fail naming `what` after `timeout` s."""
+        """Take in what the venue received and read the tap until `cond()` holds; fail naming `what`
+        after `timeout` s."""
         assert self.tap is not None
         poller = zmq.Poller()
-        engine = self.venue.engine
-        if engine is not None:
-            poller.register(engine.socket, zmq.POLLIN)
+        wake = self.venue.acceptor.wake_fd  # readable when the venue received something
+        if wake is not None:
+            poller.register(wake, zmq.POLLIN)
         for s in self.tap.socks:
             poller.register(s, zmq.POLLIN)
         deadline = time.monotonic() + timeout
         while True:
-            if self.venue.engine is not None:
+            if self.venue.running:
                 self.venue.handle()
             for topic, env in self.tap.read():
                 if isinstance(env.body, Quote):
