@@ -389,7 +389,6 @@ class ExecutorActor(Actor):
                 events = gw.on_event(sev)
             except FixError as exc:
                 gw.stats["bad_messages"] += 1
-                gw.last_error = str(exc)
                 self.log.error("fix_message_dropped", venue=gw.venue, reason=str(exc), message=masked(sev.raw))
                 if str(exc).startswith("FIX_UNSUPPORTED"):
                     self._alert(Severity.CRITICAL, f"EXEC_FIX_UNSUPPORTED: venue={gw.venue} {exc}", "")

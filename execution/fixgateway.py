@@ -72,7 +72,6 @@ class FixGateway:
         self._templates: dict[tuple[str, Side], "qf.Message"] = {}
         self.stats = {"orders": 0, "cancels": 0, "status_requests": 0, "status_probes": 0, "emulated_ioc": 0,
                       "reports": 0, "dup_reports": 0, "bad_messages": 0, "unsupported": 0, "session_down": 0}
-        self.last_error = ""
 
     # ---- OrderGateway ------------------------------------------------------------------
 
