@@ -380,6 +380,8 @@ class ExecutorActor(Actor):
                              reason=gw.engine.views[sev.session].last_reason)
         elif sev.kind is SessionEventKind.REFUSED:  # QuickFIX refused a message the venue sent
             self.log.warning("fix_message_refused", venue=gw.venue, session=sev.session, message=masked(sev.raw))
+        elif sev.kind is SessionEventKind.GAP_FILLED:  # orders it covered never arrive: they time out, are asked about
+            self.log.warning("fix_gap_filled", venue=gw.venue, session=sev.session, message=masked(sev.raw))
         elif sev.kind is SessionEventKind.LOGON_REFUSED:  # retried every reconnect_s
             view = gw.engine.views[sev.session]
             self.log.error("fix_logon_refused", venue=gw.venue, session=sev.session, reason=view.last_reason,
@@ -394,7 +396,7 @@ class ExecutorActor(Actor):
                     self._alert(Severity.CRITICAL, f"EXEC_FIX_UNSUPPORTED: venue={gw.venue} {exc}", "")
                 return
             for ev in events:
-                self._on_report(msgspec.structs.replace(ev, recv_ns=sev.ts_ns or time.monotonic_ns()))
+                self._on_report(ev, sev.ts_ns)  # received when QuickFIX handed it over
 
     def _warn_not_logged_on(self, gw: FixGateway) -> None:
         for view in gw.engine.not_logged_on(NOT_LOGGED_ON_WARN_S):
@@ -412,7 +414,7 @@ class ExecutorActor(Actor):
         self._local_timer = None
         for gw in self.fix_gateways:
             for ev in gw.take_local():
-                self._on_report(msgspec.structs.replace(ev, recv_ns=time.monotonic_ns()))
+                self._on_report(ev)
 
     def _query_in_doubt(self, venue: str) -> None:
         """A session (re)logged on: ask at once about every order on it whose fate is unknown."""
@@ -433,9 +435,9 @@ class ExecutorActor(Actor):
         if isinstance(env.body, OrderEvent):
             self._on_report(env.body)
 
-    def _on_report(self, ev: OrderEvent) -> None:
+    def _on_report(self, ev: OrderEvent, recv_ns: int = 0) -> None:
         now = time.monotonic_ns()
-        ev = msgspec.structs.replace(ev, recv_ns=now)
+        ev = msgspec.structs.replace(ev, recv_ns=recv_ns or now)
         self.stats["reports"] += 1
         self.publish(topics.exec_report(ev.venue), ev)
         if ev.exec_type is ExecType.FILL and ev.last_qty > 0:

@@ -179,13 +179,6 @@ class IngestActor(Actor):
             except wire.FixError as exc:
                 self._md_bad(str(exc).split(":", 1)[0], str(exc))
                 return
-            if kind is SessionEventKind.ADMIN and fields.msg_type == "2":
-                # the venue missed messages, ours among them: initiators keep none to resend (they are
-                # gap-filled), so the subscriptions go out again, with new request ids
-                self.log.warning("fix_md_resubscribe", venue=self.venue, session=ev.session,
-                                 begin_seq=fields.get(7), end_seq=fields.get(16))
-                self._subscribe_all(ev.session)
-                return
             if kind is SessionEventKind.ADMIN and fields.msg_type != "3":
                 self.log.warning("fix_md_admin", venue=self.venue, session=ev.session, msg_type=fields.msg_type,
                                  text=fields.get(wire.TEXT)[:200])
@@ -214,6 +207,11 @@ class IngestActor(Actor):
             if self._md_up:  # QuickFIX may report one disconnect twice: log it once
                 self._md_up = False
                 self.log.warning("fix_md_logout", venue=self.venue, session=ev.session, reason=reason)
+        elif kind is SessionEventKind.GAP_FILLED:
+            # the venue asked for messages we keep none of (initiators gap-fill): our subscriptions may
+            # have been among them, so they go out again, after the gap fill, with new request ids
+            self.log.warning("fix_md_resubscribe", venue=self.venue, session=ev.session)
+            self._subscribe_all(ev.session)
         elif kind is SessionEventKind.LOGON_REFUSED:
             view = self.engine.views.get(ev.session)
             self.log.error("fix_md_logon_refused", venue=self.venue, session=ev.session,

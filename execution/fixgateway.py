@@ -33,7 +33,7 @@ from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side
 from configs.schema import Config
 from execution.fixorders import OrderBookEntry, cancel_reject, execution_report, message_reject
 from feeds.fix import wire
-from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind, qf
+from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind, new_message, qf
 from feeds.fix.venue import FixSymbols, VenueSymbol
 from feeds.fix.wire import Fields, FixError
 
@@ -130,7 +130,7 @@ class FixGateway:
         m.setField(wire.CL_ORD_ID, req.cl_ord_id)
         if vs is not None:
             self._instrument(m, vs)
-        m.setField(wire.SIDE, "1" if entry.order.side is Side.BUY else "2")
+        m.setField(wire.SIDE, wire.SIDE_CODE[entry.order.side])
         if not self.engine.send(self.session, m):
             return self._local_answer(req.cl_ord_id, ExecType.REJECT, f"SESSION_DOWN: venue={self.venue}")
         self.stats["status_requests"] += 1
@@ -152,7 +152,7 @@ class FixGateway:
         m.setField(wire.ORIG_CL_ORD_ID, cl_ord_id)
         if vs is not None:
             self._instrument(m, vs)
-        m.setField(wire.SIDE, "1" if order.side is Side.BUY else "2")
+        m.setField(wire.SIDE, wire.SIDE_CODE[order.side])
         m.setField(wire.ORDER_QTY, str(order.qty))
         m.setField(qf.TransactTime())
         self.cancel_ids[cancel_id] = cl_ord_id
@@ -269,18 +269,14 @@ class FixGateway:
             m = self._message("D")
             m.setField(wire.HANDL_INST, "1")
             self._instrument(m, vs)
-            m.setField(wire.SIDE, "1" if side is Side.BUY else "2")
+            m.setField(wire.SIDE, wire.SIDE_CODE[side])
             if self.fx.account:
                 m.setField(wire.ACCOUNT, self.fx.account)
             self._templates[key] = m
         return m
 
     def _message(self, msg_type: str) -> "qf.Message":
-        m = qf.Message()
-        header = m.getHeader()
-        header.setField(qf.BeginString(self._begin))
-        header.setField(qf.MsgType(msg_type))
-        return m
+        return new_message(self._begin, msg_type)
 
     @staticmethod
     def _instrument(m: "qf.Message", vs: VenueSymbol) -> None:

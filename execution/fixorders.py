@@ -62,11 +62,10 @@ def fix_time_ns(value: str) -> int:
 
 
 def side_of(code: str) -> Side:
-    if code == "1":
-        return Side.BUY
-    if code == "2":
-        return Side.SELL
-    raise FixError(f"FIX_BAD_VALUE: tag=54 value={code!r}")
+    side = wire.SIDE_OF_CODE.get(code)
+    if side is None:
+        raise FixError(f"FIX_BAD_VALUE: tag={wire.SIDE} value={code!r}")
+    return side
 
 
 class OrderBookEntry:

@@ -143,25 +143,17 @@ def market_data_request(begin_string: str, md_req_id: str, symbol: VenueSymbol, 
 
     `subscribe=False` builds the unsubscribe (263=2) of an earlier request id.
     """
-    import quickfix as qf  # only here: the mapping below runs without QuickFIX
+    from feeds.fix.session import add_group, new_message  # only here: the mapping below runs without QuickFIX
 
-    m = qf.Message()
-    header = m.getHeader()
-    header.setField(qf.BeginString(begin_string))
-    header.setField(qf.MsgType("V"))
-    m.setField(wire.MD_REQ_ID, md_req_id)
-    m.setField(wire.SUBSCRIPTION_REQUEST_TYPE, "1" if subscribe else "2")
-    m.setField(wire.MARKET_DEPTH, str(int(depth)))
-    m.setField(wire.MD_UPDATE_TYPE, "0")
+    m = new_message(begin_string, "V", [(wire.MD_REQ_ID, md_req_id),
+                                        (wire.SUBSCRIPTION_REQUEST_TYPE, "1" if subscribe else "2"),
+                                        (wire.MARKET_DEPTH, str(int(depth))), (wire.MD_UPDATE_TYPE, "0")])
     for side in (BID, OFFER):
-        g = qf.Group(wire.NO_MD_ENTRY_TYPES, wire.MD_ENTRY_TYPE)
-        g.setField(wire.MD_ENTRY_TYPE, side)
-        m.addGroup(g)
-    g = qf.Group(wire.NO_RELATED_SYM, wire.SYMBOL)
-    g.setField(wire.SYMBOL, symbol.symbol)
+        add_group(m, wire.NO_MD_ENTRY_TYPES, wire.MD_ENTRY_TYPE, [(wire.MD_ENTRY_TYPE, side)])
+    sym = [(wire.SYMBOL, symbol.symbol)]
     if symbol.security_exchange:
-        g.setField(wire.SECURITY_EXCHANGE, symbol.security_exchange)
-    m.addGroup(g)
+        sym.append((wire.SECURITY_EXCHANGE, symbol.security_exchange))
+    add_group(m, wire.NO_RELATED_SYM, wire.SYMBOL, sym)
     return m
 
 

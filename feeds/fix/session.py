@@ -26,7 +26,9 @@ Protocol of the hand-off (what a reader can check the code against):
 Nothing is sent twice: an initiator keeps no sent messages (``PersistMessages=N``), so
 a ResendRequest of the venue is answered with a gap fill, and ``toApp`` refuses
 (``DoNotSend``) any resend of an order, cancel or status request that QuickFIX might
-still attempt. The owner re-sends what it still needs (ingest: its subscriptions).
+still attempt. The gap fill reaches the owner as ``GAP_FILLED`` (from ``toAdmin``, as it
+leaves), so what the owner still needs goes out again *after* it (ingest: its
+subscriptions; an order it covered is in doubt and queried like any unanswered one).
 
 Secrets: the logon password (tag 554) is added in ``toAdmin`` from memory; it is
 never in the settings file, never stored (nothing sent is), never in an event and
@@ -42,6 +44,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterable
 
 import msgspec
 import zmq
@@ -66,6 +69,7 @@ class SessionEventKind(str, enum.Enum):
     ADMIN = "ADMIN"  # a session-level Reject or a Logout with a reason, from the peer
     REFUSED = "REFUSED"  # QuickFIX refused an inbound message (we sent a Reject for it)
     LOGON_REFUSED = "LOGON_REFUSED"  # the venue answered our Logon with a Logout (its reason in `raw`)
+    GAP_FILLED = "GAP_FILLED"  # we answered a ResendRequest with a gap fill: what we had sent in it is lost
 
 
 class SessionEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -93,6 +97,28 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def session_id(self) -> str:
         return f"{self.begin_string}:{self.sender_comp_id}->{self.target_comp_id}"
+
+
+def new_message(begin_string: str, msg_type: str, fields: Iterable[tuple[int, str]] = ()) -> "qf.Message":
+    """An application message with these body fields (QuickFIX adds sender, target and sequence number
+    when it sends it)."""
+    if qf is None:
+        raise FixUnavailable("FIX_ENGINE_MISSING: the quickfix module is not installed (pip install quickfix-py)")
+    m = qf.Message()
+    header = m.getHeader()
+    header.setField(qf.BeginString(begin_string))
+    header.setField(qf.MsgType(msg_type))
+    for tag, value in fields:
+        m.setField(tag, value)
+    return m
+
+
+def add_group(m: "qf.Message", count_tag: int, first_tag: int, fields: Iterable[tuple[int, str]]) -> None:
+    """One entry of the repeating group counted by `count_tag` (its first field `first_tag`)."""
+    g = qf.Group(count_tag, first_tag)
+    for tag, value in fields:
+        g.setField(tag, value)
+    m.addGroup(g)
 
 
 def dictionary_path(begin_string: str) -> Path:
@@ -368,6 +394,8 @@ if qf is not None:
                     message.setField(tag, value)
             elif msg_type == "3":  # QuickFIX is refusing something the peer sent
                 self._engine._push(SessionEventKind.REFUSED, sid.toString(), message.toString())
+            elif msg_type == "4":  # a gap fill we send: the owner re-sends what it still needs, after it
+                self._engine._push(SessionEventKind.GAP_FILLED, sid.toString(), message.toString())
 
         def fromAdmin(self, message, sid):  # noqa: N802
             msg_type = message.getHeader().getField(wire.MSG_TYPE)

@@ -12,6 +12,8 @@ import datetime as _dt
 import math
 from typing import Iterator
 
+from bus.messages import Side
+
 SOH = "\x01"
 
 # tags used across xmc (FIX 4.2 / 4.4 numbers are the same)
@@ -71,6 +73,10 @@ PASSWORD = 554
 
 class FixError(ValueError):
     """A message xmc cannot use: `CATEGORY_CONDITION: key=value` in its text."""
+
+
+SIDE_CODE = {Side.BUY: "1", Side.SELL: "2"}  # tag 54
+SIDE_OF_CODE = {code: side for side, code in SIDE_CODE.items()}
 
 
 DAY_NS = 86_400 * 1_000_000_000

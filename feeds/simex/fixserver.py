@@ -63,7 +63,7 @@ from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side
 from configs.schema import Config
 from feeds.book import TopOfBook
 from feeds.fix import wire
-from feeds.fix.session import FixEngine, FixUnavailable, SessionEvent, SessionEventKind, qf
+from feeds.fix.session import FixEngine, SessionEvent, SessionEventKind, add_group, new_message, qf
 from feeds.fix.venue import FixSymbols, VenueSymbol, acceptor_sessions
 
 FIX42 = "FIX.4.2"
@@ -74,8 +74,6 @@ BUSINESS_REJECT_REF_ID = 379
 MD_ENTRY_DATE = 272
 MD_ENTRY_TIME = 273
 
-_SIDE_IN = {"1": Side.BUY, "2": Side.SELL}
-_SIDE_OUT = {Side.BUY: "1", Side.SELL: "2"}
 _TIF_IN = {"0": TimeInForce.DAY, "3": TimeInForce.IOC}
 _TIF_OUT = {TimeInForce.DAY: "0", TimeInForce.IOC: "3"}
 _STATE_STATUS = {  # SimVenue's OrderState (as in a reason's state=...) -> OrdStatus (39)
@@ -166,7 +164,7 @@ def parse_order(fields: wire.Fields, venue: str, symbols: FixSymbols) -> OrderRe
     for tag in (wire.SIDE, wire.ORD_TYPE, wire.ORDER_QTY):
         if not fields.get(tag):
             raise _order_refusal("missing_tag", f"tag={tag}")
-    side = _SIDE_IN.get(fields.get(wire.SIDE))
+    side = wire.SIDE_OF_CODE.get(fields.get(wire.SIDE))
     if side is None:
         raise _order_refusal("unsupported_side", f"side={fields.get(wire.SIDE)}")
     try:
@@ -275,21 +273,10 @@ class OutMsg:
 
 def to_quickfix(out: OutMsg, begin_string: str) -> Any:
     """The QuickFIX message for `out` (sender/target/seq are QuickFIX's, set when it is sent)."""
-    if qf is None:
-        raise FixUnavailable("FIX_ENGINE_MISSING: the quickfix module is not installed (pip install quickfix-py)")
-    m = qf.Message()
-    header = m.getHeader()
-    header.setField(qf.BeginString(begin_string))
-    header.setField(qf.MsgType(out.msg_type))
-    for tag, value in out.fields:
-        m.setField(tag, value)
+    m = new_message(begin_string, out.msg_type, out.fields)
     if out.group is not None:
-        count, delim = out.group
         for entry in out.entries:
-            g = qf.Group(count, delim)
-            for tag, value in entry:
-                g.setField(tag, value)
-            m.addGroup(g)
+            add_group(m, *out.group, entry)
     return m
 
 
@@ -392,7 +379,7 @@ def exec_report(ev: OrderEvent, version: str, *, symbol: str, exec_id: str, secu
     f.append((wire.ORD_STATUS, ord_status(ev)))
     if cancel_id:
         f.append((wire.ORIG_CL_ORD_ID, ev.cl_ord_id))
-    f.append((wire.SIDE, _SIDE_OUT[side or ev.side]))
+    f.append((wire.SIDE, wire.SIDE_CODE[side or ev.side]))
     f.append((wire.SYMBOL, symbol))
     if ev.reason:
         f.append((wire.TEXT, ev.reason))
@@ -625,7 +612,7 @@ class FixVenueServer:
         if ctx is None:
             vs = map_symbol(fields, self.symbols)
             ctx = OrderCtx(session, vs.symbol if vs else fields.get(wire.SYMBOL),
-                           vs.security_exchange if vs else "", _SIDE_IN.get(fields.get(wire.SIDE)),
+                           vs.security_exchange if vs else "", wire.SIDE_OF_CODE.get(fields.get(wire.SIDE)),
                            fields.get(wire.ACCOUNT), False)
             self.orders[cl_ord_id] = ctx
         return ctx
@@ -658,7 +645,7 @@ class FixVenueServer:
         cl_ord_id = fields.get(wire.CL_ORD_ID)
         now = self.clock()
         if r.answer == "er" and cl_ord_id:
-            side = _SIDE_IN.get(fields.get(wire.SIDE), Side.BUY)
+            side = wire.SIDE_OF_CODE.get(fields.get(wire.SIDE), Side.BUY)
             try:
                 qty = fields.qty(wire.ORDER_QTY)
             except wire.FixError:

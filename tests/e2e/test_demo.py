@@ -97,8 +97,9 @@ def _lockstep_run(tmp: Path, run_dir: Path, steps: int) -> tuple[list[dict], lis
     try:
         wait_for(lambda: actor(run_dir, "simex")["detail"].get("lockstep_closed") == 1.0, 120,
                  f"the lockstep market to close after {steps} steps")
-        trigger = actor(run_dir, "trigger")["detail"]
-        assert trigger["lockstep_step"] == steps
+        # each actor's status is a heartbeat old: simex's "closed" may be newer than the trigger's step
+        wait_for(lambda: actor(run_dir, "trigger")["detail"].get("lockstep_step") == steps, 10,
+                 f"the trigger to report step {steps}")
     finally:
         xmc("down", run_dir=run_dir, timeout=60)
     trades = json.loads(xmc("trades", "--json", run_dir=run_dir, check=True).stdout)
