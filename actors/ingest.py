@@ -56,7 +56,7 @@ class IngestActor(Actor):
         self.md_rejects: dict[str, str] = {}  # instrument ("" if unknown) -> why its subscription was refused
         if vcfg.kind == "sim":
             simex = [n for n, a in self.cfg.actors.items() if a.kind == "simex" and (not a.venues or self.venue in a.venues)]
-            self.subscribe(simex, [f"raw.{self.venue}."], self._on_raw, name="venue")
+            self.subscribe(simex, [topics.raw(self.venue)], self._on_raw, name="venue")
         elif vcfg.kind == "replay":
             from feeds.replay import replay_feed
 
@@ -102,7 +102,7 @@ class IngestActor(Actor):
             self.log.info("feed_fresh", venue=self.venue, instrument=key)
 
     def on_subscribe(self, prefix: str) -> None:
-        if self.feed is None or self._started or not f"md.{self.venue}.".startswith(prefix):
+        if self.feed is None or self._started or not topics.md_prefix(self.venue).startswith(prefix):
             return
         self._audience += 1
         replay = self.cfg.venues[self.venue].replay

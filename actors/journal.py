@@ -3,6 +3,11 @@
 It never slows the hot path: it is only a subscriber, and it commits in
 batches. Gaps are recorded as incidents and filled from the publisher's
 replay buffer, so a run's journal is complete even when a PUB queue overflowed.
+
+The executor's fills and trade events come from its durable execution stream
+(`bus.stream`): the journal resumes after the last stream seq it filed, so what
+happened while it or the executor was down is filed when both are back, once.
+The journal is audit only: no actor reads its file to rebuild state.
 """
 
 from __future__ import annotations
@@ -10,17 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from bus import topics
-from bus.auditstore import AuditWriter, row_of
+from bus.auditstore import STREAM_EPOCH, AuditWriter, row_of
 from bus.codec import Codec, FrameError
 from bus.command import CommandClient
-from bus.messages import CmdAck, Envelope, ReplayRequest, ReplaySince, Replayed
+from bus.messages import CmdAck, Envelope, ReplayRequest, ReplaySince, Replayed, StreamEvent
 from bus.pubsub import Inbound
+from bus.stream import StreamCursor, filed_topic
 from actors.runtime import Actor
 
 FLUSH_S = 0.1
 PULL_S = 0.1
-# everything but market data (topics.BULK) is taken as it is published
-EVENT_PREFIXES = (topics.SIG, topics.EXEC, topics.RISK, topics.HB, topics.CTL, topics.ALERT, "venue.")
+# everything but market data (topics.BULK) is taken as it is published; the execution stream is followed
+EVENT_PREFIXES = (topics.SIG, topics.EXEC_ORDER, topics.EXEC_REPORT, topics.RISK, topics.HB, topics.CTL, topics.ALERT,
+                  topics.VENUE)
 FLUSH_ROWS = 2000
 
 
@@ -48,7 +55,17 @@ class JournalActor(Actor):
         self.gap_incidents = 0
         self.replayed = 0
         self._epochs: dict[str, int] = {}  # publisher -> the epoch whose buffered frames were fetched
+        self.streams: dict[str, StreamCursor] = {}
+        for ex in (n for n, a in self.cfg.actors.items() if a.kind == "executor"):
+            since = self.store.stream_head(ex)
+            self.streams[ex] = self.follow_stream(ex, lambda ev, ts, ex=ex: self._on_stream(ex, ev, ts), since=since,
+                                                  name=f"stream:{ex}")
+            self.log.info("stream_following", executor=ex, since=since)
         self.every(FLUSH_S, self.store.flush)
+
+    def _on_stream(self, src: str, ev: StreamEvent, ts_ns: int) -> None:
+        env = Envelope(src=src, epoch=STREAM_EPOCH, seq=ev.seq, ts_ns=ts_ns, body=ev.body)
+        self.store.add(row_of(filed_topic(ev), env))
 
     def _on_frame(self, topic: str, env: Envelope) -> None:
         self.store.add(row_of(topic, env))
@@ -89,6 +106,8 @@ class JournalActor(Actor):
             except FrameError as exc:
                 self.log.warning("replay_frame_dropped", source=src, reason=str(exc))
                 return
+            if topic == topics.EXEC_STREAM:
+                return  # the stream is followed on its own
             self.store.add(row_of(topic, inner, replayed=True))
             self.replayed += 1
         elif isinstance(body, CmdAck):
@@ -100,8 +119,11 @@ class JournalActor(Actor):
                 self.log.info("gap_filled", src=src, incident=incident, recovered=n)
 
     def detail(self) -> dict[str, float]:
-        return {"rows": float(self.store.written), "pending": float(self.store.pending),
-                "gap_incidents": float(self.gap_incidents), "replayed": float(self.replayed)}
+        d = {"rows": float(self.store.written), "pending": float(self.store.pending),
+             "gap_incidents": float(self.gap_incidents), "replayed": float(self.replayed)}
+        for ex, cursor in self.streams.items():
+            d[f"stream.{ex}"] = float(cursor.last)
+        return d
 
     def teardown(self) -> None:
         self.store.close()

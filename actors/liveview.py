@@ -21,9 +21,8 @@ from rich.table import Table
 from actors.supervisor import Supervisor
 from actors.tables import status_table
 from bus.codec import Codec, FrameError
-from bus.messages import MarginSnapshot, PairTradeEvent, Quote, RiskState
-
-TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
+from bus import topics
+from bus.messages import MarginSnapshot, PairTradeEvent, Quote, RiskState, StreamEvent, TradeState
 
 
 class LiveView:
@@ -32,14 +31,14 @@ class LiveView:
         cfg = sup.cfg
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
-        for prefix in ("md.", "exec.trade.", "risk.state", "risk.margin"):
+        for prefix in (topics.MD, topics.EXEC_STREAM, topics.RISK_STATE, topics.RISK_MARGIN):
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         for name, a in cfg.actors.items():
             if a.kind in ("ingest", "executor", "marginwatch") and a.enabled:
                 self.sock.connect(sup.eps.pub(name))
         self.codec = Codec()
         self.books: dict[str, Quote] = {}
-        self.trades: dict[str, str] = {}
+        self.trades: dict[str, TradeState] = {}
         self.risk: RiskState | None = None
         self.margin: MarginSnapshot | None = None
         self.symbol_of = {k: (i.venue, i.symbol) for k, i in cfg.instruments.items()}
@@ -61,6 +60,8 @@ class LiveView:
             except FrameError:
                 continue
             b = env.body
+            if isinstance(b, StreamEvent):  # a view, not a follower: what it misses it does not show
+                b = b.body
             if isinstance(b, Quote):
                 self.books[f"{b.venue}.{b.symbol}"] = b
             elif isinstance(b, PairTradeEvent) and b.trade_id:
@@ -79,7 +80,7 @@ class LiveView:
             print(self.line(), flush=True)
 
     def _states(self) -> Counter:
-        return Counter(s if s in TERMINAL else "IN_FLIGHT" for s in self.trades.values())
+        return Counter(s.value if s.terminal else "IN_FLIGHT" for s in self.trades.values())
 
     def line(self) -> str:
         states = ", ".join(f"{k}={v}" for k, v in sorted(self._states().items())) or "none yet"

@@ -1,6 +1,7 @@
 """The marginwatch actor: one view of capital across markets and currencies.
 
-It consumes quotes and FX from every ingest and fills from the executor,
+It consumes quotes and FX from every ingest and fills from the executor's
+durable execution stream (every fill once, in order, from seq 1 after a restart),
 publishes a `MarginSnapshot` on `risk.margin` on a timer and after every fill,
 and the `RiskState` on `risk.state` at once when it changes (and on the timer,
 so a restarted subscriber learns it). Alerts go to `risk.alert` and the log.
@@ -14,26 +15,21 @@ behind the RiskState it covers. The timer only repeats the last state.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import msgspec
 
-from actors.journal import audit_path
 from actors.runtime import Actor, Timer
-from bus.auditstore import AuditReader
 from bus.lockstep import StepBarrier
 from bus import topics
-from bus.messages import Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState, Step, StepDone
+from bus.messages import (Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState, Step, StepDone,
+                          StreamEvent)
 from riskguard.watch import MarginWatch
 
 
 FILL_COALESCE_S = 0.02
 MD_PULL_S = 0.1
-FILL_PULL_S = 1.0
-JOURNAL_SWEEP_S = 5.0
 FILLS_WAIT_S = 3.0  # lockstep: how long a step waits for the fills simex made before it
-EXEC_FILL = "exec.fill."
 
 
 class MarginWatchActor(Actor):
@@ -53,61 +49,15 @@ class MarginWatchActor(Actor):
         else:
             # marks and FX are needed per evaluation, not per tick: pull them in batches
             self.pull(ingest, topics.MD, MD_PULL_S, self._on_md, name="md")
-        # positions: the executor's fill stream as it happens, its replay buffer as a safety net,
-        # and the journal for what came before this process started
-        self.subscribe(executors, [EXEC_FILL], self._on_report, name="exec")
-        self.pull(executors, EXEC_FILL, FILL_PULL_S, self._on_report, name="fills")
         self.fills = 0
+        # positions: every fill of the executor's stream, from its first (the stream is the log)
+        for ex in executors:
+            self.follow_stream(ex, self._on_stream, since=0, name=f"stream:{ex}")
         self.last_state: RiskState | None = None
         self.util = 0.0
         self._dirty = False
         self._pending: Timer | None = None
-        self._journal_id = 0  # the last journal row read for fills
-        self.journal_recovered = 0
-        self.journal_bad_rows = 0
-        fills = self._journal_fills()
-        if fills is not None:
-            self.log.info("positions_bootstrapped", fills=fills, positions=len(self.watch.positions()))
         self.every(self.cfg.risk.snapshot_interval_ms / 1000.0, self._tick)
-        self.every(JOURNAL_SWEEP_S, self._sweep_journal)
-
-    def _journal_fills(self) -> int | None:
-        """Apply the journal's fills after the last row read (the ledger drops exec ids it has);
-        how many it applied, None if the journal could not be read."""
-        path = audit_path(self.run_dir)
-        if not path.exists():
-            return 0
-        try:
-            reader = AuditReader(path)
-            rows = reader.db.execute("SELECT id, body FROM events WHERE topic LIKE 'exec.fill.%' AND id > ? ORDER BY id",
-                                     (self._journal_id,)).fetchall()
-            reader.close()
-        except sqlite3.Error as exc:
-            self.log.error("journal_fills_failed", error=repr(exc))
-            return None
-        applied = 0
-        for row_id, body in rows:
-            self._journal_id = row_id
-            try:
-                ev = msgspec.json.decode(body, type=OrderEvent)
-            except msgspec.DecodeError as exc:  # one bad row is skipped, never read again
-                self.journal_bad_rows += 1
-                self.log.error("journal_fill_bad", row_id=row_id, error=repr(exc))
-                continue
-            if self.watch.on_fill(ev):
-                applied += 1
-                self.fills += 1
-                self.filled_qty += ev.last_qty
-        return applied
-
-    def _sweep_journal(self) -> None:
-        """The safety net behind the fill stream and the executor's replay buffer: a fill the
-        executor published and died before anyone here fetched it is still in the journal."""
-        applied = self._journal_fills()
-        if applied:
-            self.journal_recovered += applied
-            self.log.warning("fills_recovered_from_journal", fills=applied)
-            self._dirty = True
 
     def warm(self) -> None:
         self.watch.warm_up()
@@ -123,16 +73,13 @@ class MarginWatchActor(Actor):
         elif isinstance(body, Step) and self.lockstep:
             self.steps.on_marker(env.src, body)
 
-    def _on_report(self, topic: str, env: Envelope) -> None:
-        ev = env.body
-        if isinstance(ev, OrderEvent) and ev.exec_type is ExecType.FILL and ev.last_qty > 0 and self.watch.on_fill(ev):
+    def _on_stream(self, ev: StreamEvent, ts_ns: int) -> None:
+        fill = ev.body
+        if (isinstance(fill, OrderEvent) and fill.exec_type is ExecType.FILL and fill.last_qty > 0
+                and self.watch.on_fill(fill, fill.account or None)):
             self.fills += 1
-            self.filled_qty += ev.last_qty
+            self.filled_qty += fill.last_qty
             self._dirty = True
-
-    def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
-        if topic.startswith(EXEC_FILL):  # fetch the missed fills from the executor's buffer while it lives
-            self.pull_now("fills")
 
     def after_drain(self) -> None:
         if self.lockstep:
@@ -197,9 +144,7 @@ class MarginWatchActor(Actor):
 
     def detail(self) -> dict[str, float]:
         s = self.last_state
-        d = {"fills": float(self.fills), "journal_recovered": float(self.journal_recovered),
-             "journal_bad_rows": float(self.journal_bad_rows),
-             "utilisation": round(self.util, 4),
+        d = {"fills": float(self.fills), "utilisation": round(self.util, 4),
              "risk_level": float(s.state.rank) if s is not None else 0.0}
         for p in self.watch.positions():
             key = f"pos.{p.instrument}"

@@ -24,8 +24,10 @@ from actors.logs import setup_logging
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, ReplaySince, Replayed
+from bus.messages import (CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, ReplaySince, Replayed,
+                          StreamBatch, StreamEvent, StreamHead, StreamSince)
 from bus.pubsub import Inbound, Publisher, SeqStatus
+from bus.stream import StreamCursor
 from bus import topics
 from configs.schema import ActorCfg, Config
 
@@ -43,6 +45,9 @@ class Lifecycle(str, enum.Enum):
 
 
 SubHandler = Callable[[str, Envelope], None]
+StreamHandler = Callable[[StreamEvent, int], None]  # (event, ts_ns of the frame that carried it)
+STREAM_ASK_TIMEOUT_S = 2.0  # an unanswered "since N" is asked again (the executor may have died)
+STREAM_CHECK_S = 0.5
 
 
 class Timer:
@@ -206,6 +211,53 @@ class Actor:
         self.every(interval_s, ask)
         self._pulls[name] = lambda: ask(force=True)
         return inbound
+
+    def follow_stream(self, executor: str, handler: StreamHandler, since: int = 0, name: str = "stream") -> StreamCursor:
+        """Take `executor`'s execution stream after seq `since`: every event once, in order, to
+        `handler` (`bus.stream` states the protocol). Live frames when in step, "since N" from the
+        executor's log when behind: at start, after a lost frame, after a restart of either side."""
+        cursor = StreamCursor(since)
+        asked: list[tuple[int, float]] = []  # the request in flight: (request id, when)
+
+        def take(ev: StreamEvent, ts_ns: int) -> None:
+            if cursor.offer(ev.seq):
+                self._guarded(handler, ev, ts_ns)
+
+        def ask(force: bool = False) -> None:
+            now = time.monotonic()
+            if asked and not force and now - asked[0][1] < STREAM_ASK_TIMEOUT_S:
+                return
+            asked[:] = [(client.send(StreamSince(since=cursor.last)), now)]
+
+        def on_answer(env: Envelope) -> None:
+            body = env.body
+            if not asked or env.seq != asked[0][0] or not isinstance(body, StreamBatch):
+                return
+            asked.clear()
+            for ev in body.events:
+                take(ev, env.ts_ns)
+            cursor.heard_head(body.head)
+            if cursor.behind:
+                ask()
+
+        def on_live(topic: str, env: Envelope) -> None:
+            body = env.body
+            if isinstance(body, StreamEvent):
+                take(body, env.ts_ns)
+            elif isinstance(body, StreamHead):
+                cursor.heard_head(body.head)
+            if cursor.behind:
+                ask()
+
+        def check() -> None:
+            if cursor.behind or asked:
+                ask()
+
+        client = self.connect_command(executor, on_answer)
+        self.subscribe([executor], [topics.EXEC_STREAM], on_live, name=name)
+        self.every(STREAM_CHECK_S, check)
+        ask(force=True)
+        return cursor
 
     def pull_now(self, name: str) -> None:
         """Ask the publishers of pull `name` at once (e.g. after a gap on a live subscription)."""

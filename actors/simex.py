@@ -50,10 +50,6 @@ PROBE_S = 0.05  # lockstep: probe markers before the market opens
 REANNOUNCE_S = 1.0  # lockstep: re-send the current step's markers when its StepDone is this late
 
 
-def raw_topic(venue: str, instrument: str) -> str:
-    return f"raw.{venue}.{instrument}"
-
-
 class SimexActor(Actor):
     kind = "simex"
     replay_depth = 256
@@ -145,7 +141,7 @@ class SimexActor(Actor):
 
     def _markers(self) -> None:
         for name in self.venues:
-            self.publish(raw_topic(name, topics.STEP_SYMBOL),
+            self.publish(topics.raw(name, topics.STEP_SYMBOL),
                          Step(step=self.step, ts_ns=self.step_ns, venue=name, fill_qty=self.filled_qty))
 
     def _on_step_done(self, topic: str, env: Envelope) -> None:
@@ -205,7 +201,7 @@ class SimexActor(Actor):
             venue = self.venues.get(tob.venue)
             if venue is not None:
                 venue.on_quote(tob)
-            self.publish(raw_topic(tob.venue, tob.instrument), tob.to_quote(0))
+            self.publish(topics.raw(tob.venue, tob.instrument), tob.to_quote(0))
             self.quotes += 1
             srv = self.fix_servers.get(tob.venue)
             if srv is not None:
@@ -221,7 +217,7 @@ class SimexActor(Actor):
         fills = venue.fills()
         for ev in fills[self._fills_seen[name]:]:
             self.fill_log.write(self._enc.encode(ev) + b"\n")
-            self.publish(f"venue.fill.{name}", ev)
+            self.publish(topics.venue_fill(name), ev)
             self.filled_qty += ev.last_qty
         if len(fills) > self._fills_seen[name]:
             self.fill_log.flush()

@@ -11,9 +11,9 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 from bus.auditstore import AuditReader
+from bus.messages import TradeState
 from configs.schema import Config
 
-TERMINAL = ("COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN")
 _SIGN = {"BUY": 1, "SELL": -1}
 
 
@@ -93,7 +93,7 @@ def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = N
         flat = all(leg["net_qty"] == 0 for leg in ev["legs"])
         out.append({
             "trade_id": tid, "pair": ev["pair"], "direction": ev["direction"], "state": ev["state"],
-            "terminal": ev["state"] in TERMINAL, "legs": legs, "resubmits": ev["resubmits"], "rollbacks": ev["rollbacks"],
+            "terminal": TradeState(ev["state"]).terminal, "legs": legs, "resubmits": ev["resubmits"], "rollbacks": ev["rollbacks"],
             "fills": fills.get(tid, 0), "signal_id": ev["signal_id"], "reason": ev["reason"],
             "realised_pnl_base": round(pnl, 2) if (pnl is not None and flat) else None,
         })

@@ -15,23 +15,18 @@ publishes `StepDone(k)`, and simex releases step k+1.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import msgspec
 
-from actors.journal import audit_path
 from actors.runtime import Actor
-from bus.auditstore import AuditReader
 from bus.lockstep import StepBarrier
 from bus import topics
-from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Quote, RiskLevel,
-                          RiskState, Signal, Step, StepDone)
+from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Positions, Quote, RiskLevel,
+                          RiskState, Signal, Step, StepDone, StreamEvent)
 from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
-TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
-REJECTED = "REJECTED"  # the executor refused the signal: no trade, nothing filled
 LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
 
 
@@ -43,7 +38,6 @@ class TriggerActor(Actor):
         actors = self.cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], [topics.MD], self._on_md, name="md")
         self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
-        self.subscribe([n for n, a in actors.items() if a.kind == "executor"], ["exec.trade."], self._on_trade, name="exec")
         self.published = RiskLevel.NORMAL
         self.open_signals: dict[str, Signal] = {}
         self.dirty = False
@@ -61,37 +55,10 @@ class TriggerActor(Actor):
         self._signals_sent_mono = 0
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
-            # a trade's end published while this trigger was (re)connecting to a restarted executor
-            # would hold the market: fetch the executor's buffered trade events as well
-            self.pull([n for n, a in actors.items() if a.kind == "executor"], "exec.trade.", 1.0, self._on_trade,
-                      name="trades")
-        self._bootstrap_positions()
-
-    def _bootstrap_positions(self) -> None:
-        """After a restart, each pair's position is what its settled trades left (from the journal)."""
-        path = audit_path(self.run_dir)
-        if not path.exists():
-            return
-        try:
-            reader = AuditReader(path)
-            last: dict[str, dict] = {}
-            for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
-                last[row["trade_id"]] = row["body"]
-            reader.close()
-        except (sqlite3.Error, msgspec.DecodeError) as exc:  # a bad row: start flat and say so
-            self.log.error("positions_bootstrap_failed", error=repr(exc))
-            return
-        units: dict[str, int] = {}
-        for ev in last.values():
-            pc = self.cfg.pairs.get(ev["pair"])
-            if pc is None or not ev["legs"]:
-                continue
-            net_a = ev["legs"][0]["net_qty"]
-            units[ev["pair"]] = units.get(ev["pair"], 0) + int(net_a / pc.ratio_a)
-        for pair, n in units.items():
-            self.engine.set_position(pair, n)
-        if units:
-            self.log.info("positions_bootstrapped", positions=units)
+        # trade ends (they release signals) and the executor's position view (inventory), every
+        # event once from the start of the stream: the positions after a restart come with it
+        for ex in (n for n, a in actors.items() if a.kind == "executor"):
+            self.follow_stream(ex, self._on_stream, since=0, name=f"stream:{ex}")
 
     def warm(self) -> None:
         warm_up()
@@ -129,10 +96,6 @@ class TriggerActor(Actor):
             elif b.step == done:  # simex did not hear our answer: say it again
                 self.publish(topics.LOCKSTEP_DONE, StepDone(step=b.step))
         # InstrumentStatus: the wall-clock stale check does not apply to a paced market
-
-    def on_gap(self, src: str, topic: str, first: int, last: int) -> None:
-        if self.lockstep and topic.startswith("exec.trade."):
-            self.pull_now("trades")
 
     def on_subscribe(self, prefix: str) -> None:
         if prefix.startswith(topics.SIG) or topics.SIG.startswith(prefix):
@@ -195,20 +158,20 @@ class TriggerActor(Actor):
             self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted)
             self.engine.set_risk(level)
 
-    def _on_trade(self, topic: str, env: Envelope) -> None:
-        ev = env.body
-        if not isinstance(ev, PairTradeEvent) or (ev.state not in TERMINAL and ev.state != REJECTED):
+    def _on_stream(self, ev: StreamEvent, ts_ns: int) -> None:
+        body = ev.body
+        if isinstance(body, Positions):  # the executor's units per pair: the inventory, by construction
+            for p in body.pairs:
+                if p.pair in self.engine.pair_index and p.units != self.engine.view(p.pair).position:
+                    self.engine.set_position(p.pair, p.units)
             return
-        sig = self.open_signals.pop(ev.signal_id, None)
-        pc = self.cfg.pairs.get(ev.pair)
-        if sig is None or pc is None or sig.pair != ev.pair:
+        if not isinstance(body, PairTradeEvent) or not body.state.terminal:
+            return
+        sig = self.open_signals.pop(body.signal_id, None)
+        if sig is None or sig.pair != body.pair:
             return  # not one of this trigger's open signals
-        if ev.state in (REJECTED, "CANCELLED", "ROLLED_BACK") or len(ev.legs) != 2:
-            units = 0
-        else:
-            a, b = ev.legs
-            units = min(abs(a.net_qty) // pc.ratio_a, abs(b.net_qty) // pc.ratio_b)
-        self.engine.on_trade_done(ev.pair, sig.direction, sig.closing, int(units), ev.signal_id)
+        # releases the signal; the units it left come with the Positions that follow
+        self.engine.on_trade_done(body.pair, sig.direction, sig.closing, 0, body.signal_id)
         if self.lockstep:
             self._finish_step()
 

@@ -42,6 +42,7 @@ def sections(quick: bool) -> dict[str, Callable[[], dict] | None]:
         "margin": _call("bench.margin", "bench_margin"),
         "ingest": _call("bench.ingest", "bench_replay_decode", min_seconds=0.5 if q else 1.5),
         "executor": _call("bench.executor", "bench_executor"),
+        "stream": _call("bench.executor", "bench_stream", events=20_000 if q else 50_000, reps=5 if q else 7),
         "journal": _call("bench.system", "bench_journal", n=20_000 if q else 60_000),
         "ingest_replay": _call("bench.system", "bench_ingest_replay", n=10_000 if q else 50_000),
         "trigger_burst": _call("bench.system", "bench_trigger_burst", n=50_000 if q else 200_000),
@@ -50,7 +51,7 @@ def sections(quick: bool) -> dict[str, Callable[[], dict] | None]:
         "fix": _call("bench.fix", "bench_fix", n=200 if q else 600, reps=2 if q else 3, map_n=5000 if q else 20_000),
     }
     if importlib.util.find_spec("bench.executor") is None:
-        out["executor"] = None
+        out["executor"] = out["stream"] = None
     return out
 
 

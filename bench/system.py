@@ -10,6 +10,19 @@ endpoint and the real actors connect to it as usual.
 Status is polled over the supervisor's CLI channel in process (the document
 `xmc status --json` prints); figures reported at the end of a run are read with
 the real `xmc status --json`.
+
+Metrics (each function's docstring says exactly what is timed and against what):
+
+- ``ingest_replay_per_s`` (`bench_ingest_replay`): quotes/s one ingest process normalises and
+  publishes replaying a recorded mbp-1 file, counted by a subscriber.
+- ``journal_write_per_s`` (`bench_journal`): rows/s into the audit store as the journal writes
+  them, bus messages and execution-stream events (filed by `JournalActor._on_stream`) alike.
+- ``tick_to_trade_{p50,p99,p999}_us``, ``tick_to_trade_latency_profile_*``,
+  ``executor_signal_to_orders[_latency_profile]_us`` (`bench_demo`): the demo, ingest receive ->
+  both entry orders sent, from the journal; the executor's own signal -> orders from its status.
+- ``trigger_burst_per_s`` (`bench_trigger_burst`): quotes/s the trigger consumes from a burst.
+- ``risk_state_latency_us`` (`bench_risk_state`): margin threshold crossing (a fill on a
+  stand-in executor's execution stream, `StreamStandIn`) -> risk state received by the executor.
 """
 
 from __future__ import annotations
@@ -27,25 +40,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, TypeVar
 
 import numpy as np
 import zmq
 
-from actors.journal import FLUSH_ROWS
+from actors.journal import FLUSH_ROWS, JournalActor
 from actors.tradebook import tick_to_trade_us
 from bench.bus import raw_pubsub_rate, run_chain
 from bench.ingest import MBP1_FILE
 from bench.stats import metric, percentiles
+from bus import topics
 from bus.auditstore import INSERT_SQL as INSERT_EVENT  # the writer's own statement, for the raw baseline
-from bus.auditstore import SCHEMA, AuditReader, AuditWriter, row_of
-from bus.codec import Codec
-from bus.command import call
+from bus.auditstore import SCHEMA, STREAM_EPOCH, AuditReader, AuditWriter, row_of
+from bus.codec import Codec, FrameError
+from bus.command import CommandServer, call
 from bus.endpoints import Endpoints
-from bus.messages import (CmdAck, Control, Envelope, ExecType, FxRate, Heartbeat, LegView, Message, OrderEvent,
-                          OrderPurpose, OrderRequest, PairTradeEvent, Quote, RiskLevel, RiskState, Side, Signal,
-                          SignalLeg)
+from bus.messages import (CmdAck, Control, Envelope, ExecType, FxRate, Heartbeat, InstrumentPosition, LegView, Message,
+                          OrderEvent, OrderPurpose, OrderRequest, PairTradeEvent, PairUnits, Positions, Quote,
+                          RiskLevel, RiskState, Side, Signal, SignalLeg, StreamBatch, StreamEvent, StreamSince,
+                          TradeState)
 from bus.pubsub import Publisher
+from bus.stream import filed_topic
+from execution.engine import STREAM_BATCH
 from actors.supervisor import run_dir_processes
 from configs.load import load_config
 
@@ -213,17 +231,20 @@ venue = "CME"
 
 
 def _journal_traffic(n: int) -> list[tuple[str, Envelope]]:
-    """`n` bus messages in roughly the demo's mix: mostly quotes, some FX, heartbeats and a trade's events."""
+    """`n` bus messages in roughly the demo's mix: mostly quotes, some FX, heartbeats, and the
+    executor's orders and execution stream (a fill, a trade event, positions: `StreamEvent`s
+    as published live on ``exec.stream``, seq 1, 2, ...)."""
     rng = np.random.default_rng(11)
     mids = 556.0 + np.cumsum(rng.normal(0, 0.02, n))
     seqs: dict[tuple[str, str], int] = {}
+    stream_seq = 0
     out = []
     for i in range(n):
         now = 10**12 + i * 1000
         k = i % 20
         tid = f"T{i // 20:06d}"
         body: Message
-        if k < 14:
+        if k < 13:
             src, topic = "ingest_shfe", "md.SHFE.au2612"
             body = Quote(venue="SHFE", symbol="au2612", bid=float(mids[i]), ask=float(mids[i]) + 0.04, bid_size=12.0,
                          ask_size=9.0, exch_ts_ns=now, recv_ns=now, venue_seq=i)
@@ -245,19 +266,27 @@ def _journal_traffic(n: int) -> list[tuple[str, Envelope]]:
             body = OrderRequest(cl_ord_id=f"{tid}.a1", trade_id=tid, account="cn-a", venue="SHFE", instrument="au",
                                 side=Side.BUY, qty=3, price=556.04, purpose=OrderPurpose.OPEN, tick_recv_ns=now,
                                 sent_ns=now)
-        elif k == 18:
-            src, topic = "executor", "exec.fill.SHFE"
-            body = OrderEvent(cl_ord_id=f"{tid}.a1", exec_type=ExecType.FILL, venue="SHFE", instrument="au",
-                              side=Side.BUY, order_qty=3, cum_qty=3, leaves_qty=0, last_qty=3, last_px=556.04,
-                              avg_px=556.04, exec_id=f"e{i}", recv_ns=now)
-        else:
-            src, topic = "executor", "exec.trade.au_gc"
-            body = PairTradeEvent(trade_id=tid, pair="au_gc", state="COMPLETED", prev_state="LEGS_WORKING",
-                                  transition="leg_filled", direction=Side.BUY, signal_id=f"s{i - 3}", tick_recv_ns=now,
-                                  legs=(LegView(instrument="au", side=Side.BUY, target_qty=3, filled_qty=3,
-                                                avg_price=556.04, net_qty=3),
-                                        LegView(instrument="GC", side=Side.SELL, target_qty=1, filled_qty=1,
-                                                avg_price=2400.0, net_qty=-1)), ts_ns=now)
+        else:  # k in (13, 18, 19): the execution stream
+            src, topic = "executor", topics.EXEC_STREAM
+            stream_seq += 1
+            inner: OrderEvent | PairTradeEvent | Positions
+            if k == 18:
+                inner = OrderEvent(cl_ord_id=f"{tid}.a1", exec_type=ExecType.FILL, venue="SHFE", instrument="au",
+                                   side=Side.BUY, order_qty=3, cum_qty=3, leaves_qty=0, last_qty=3, last_px=556.04,
+                                   avg_px=556.04, exec_id=f"{tid}.a1#3", recv_ns=now, account="cn")
+            elif k == 19:
+                inner = PairTradeEvent(trade_id=tid, pair="au_gc", state=TradeState.COMPLETED,
+                                       prev_state=TradeState.WORKING, transition="leg_filled", direction=Side.BUY,
+                                       signal_id=f"s{i - 3}", tick_recv_ns=now, ts_ns=now,
+                                       legs=(LegView(instrument="au", side=Side.BUY, target_qty=3, filled_qty=3,
+                                                     avg_price=556.04, net_qty=3),
+                                             LegView(instrument="GC", side=Side.SELL, target_qty=1, filled_qty=1,
+                                                     avg_price=2400.0, net_qty=-1)))
+            else:
+                inner = Positions(pairs=(PairUnits(pair="au_gc", units=1), PairUnits(pair="hsi_mhi", units=0)),
+                                  instruments=(InstrumentPosition(account="cn", instrument="au", qty=3),
+                                               InstrumentPosition(account="hk", instrument="GC", qty=-1)))
+            body = StreamEvent(seq=stream_seq, body=inner)
         seq = seqs[(src, topic)] = seqs.get((src, topic), 0) + 1
         out.append((topic, Envelope(src=src, epoch=1, seq=seq, ts_ns=now, body=body)))
     return out
@@ -265,14 +294,22 @@ def _journal_traffic(n: int) -> list[tuple[str, Envelope]]:
 
 def bench_journal(n: int = 60_000) -> dict:
     """`journal_write_per_s`: rows/s into the audit store as the journal actor writes them (`row_of` per
-    message, `AuditWriter` flushed every FLUSH_ROWS rows); baseline: the same rows, precomputed, with raw
-    sqlite `executemany` in the same batches into the same schema."""
+    message; a stream event through the journal's own `JournalActor._on_stream`, which files it under
+    `bus.stream.filed_topic` with the stream's seq; `AuditWriter` flushed every FLUSH_ROWS rows);
+    baseline: the same rows, precomputed, with raw sqlite `executemany` in the same batches into the
+    same schema."""
     traffic = _journal_traffic(n)
     with tempfile.TemporaryDirectory(prefix="xbjn-", dir="/tmp") as tmp:
         store = AuditWriter(Path(tmp) / "journal.sqlite")
+        journal = SimpleNamespace(store=store)  # what JournalActor._on_stream uses of the actor
+        on_stream = JournalActor._on_stream
         t0 = time.perf_counter()
         for topic, env in traffic:
-            store.add(row_of(topic, env))
+            body = env.body
+            if isinstance(body, StreamEvent):
+                on_stream(journal, env.src, body, env.ts_ns)  # type: ignore[arg-type]
+            else:
+                store.add(row_of(topic, env))
             if store.pending >= FLUSH_ROWS:
                 store.flush()
         store.flush()
@@ -280,7 +317,14 @@ def bench_journal(n: int = 60_000) -> dict:
         written = store.written
         store.close()
 
-        rows = [row_of(topic, env) for topic, env in traffic]
+        rows = []
+        for topic, env in traffic:
+            body = env.body
+            if isinstance(body, StreamEvent):
+                rows.append(row_of(filed_topic(body), Envelope(src=env.src, epoch=STREAM_EPOCH, seq=body.seq,
+                                                               ts_ns=env.ts_ns, body=body.body)))
+            else:
+                rows.append(row_of(topic, env))
         db = sqlite3.connect(Path(tmp) / "raw.sqlite", isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -480,13 +524,64 @@ def _risk_logged(log: Path, want: RiskLevel, since_wall_ns: int) -> dict | None:
     return None
 
 
+class StreamStandIn:
+    """A minimal executor on a disabled executor actor's endpoints: its execution stream.
+
+    On the actor's PUB endpoint, an XPUB (`SystemRun.stand_in`) publishing `StreamEvent`s
+    seq 1, 2, ... on ``exec.stream``; on its command endpoint, a ROUTER (`CommandServer`) that
+    answers `StreamSince(N)` with a `StreamBatch` of the events after N, as the executor does
+    (`Actor.follow_stream` asks at start and whenever it is behind). `serve` answers what is
+    waiting; call it while waiting for anything else.
+    """
+
+    def __init__(self, run: SystemRun, actor: str) -> None:
+        self.xpub = run.stand_in(actor)
+        self.pub = Publisher(self.xpub, actor, time.time_ns())
+        self.sock = run.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.sock.bind(run.eps.bindable(run.eps.cmd(actor)))
+        self.server = CommandServer(self.sock, actor, self.pub.epoch)
+        self.events: list[StreamEvent] = []
+        self.answered = 0  # StreamSince requests answered
+
+    def emit(self, body: OrderEvent | PairTradeEvent | Positions) -> StreamEvent:
+        ev = StreamEvent(seq=len(self.events) + 1, body=body)
+        self.events.append(ev)
+        self.pub.publish(topics.EXEC_STREAM, ev)
+        return ev
+
+    def serve(self) -> int:
+        """Answer every request waiting on the command ROUTER; how many were answered."""
+        n = 0
+        while True:
+            try:
+                peer, env = self.server.recv()
+            except zmq.Again:
+                self.answered += n
+                return n
+            except FrameError:
+                continue
+            req = env.body
+            if isinstance(req, StreamSince):
+                start = max(0, req.since)
+                batch = tuple(self.events[start:start + min(req.limit or STREAM_BATCH, STREAM_BATCH)])
+                self.server.send(peer, env.seq, StreamBatch(events=batch, head=len(self.events)))
+                n += 1
+            else:
+                self.server.send(peer, env.seq, CmdAck(ok=False, reason=f"COMMAND_UNKNOWN: kind={type(req).__name__}"))
+
+
 def bench_risk_state(crossings: int = 20) -> dict:
     """`risk_state_latency_us`: margin threshold crossing -> risk state received by the executor, p50.
 
     Method: a run of simex, ingests, marginwatch and executor whose accounts are small and whose
     `warn_utilisation` is 0.3, so one GC lot puts the margin at ~0.54 (WARN) and flat is NORMAL.
-    The bench stands in for a second, disabled executor (`fills`) on its PUB endpoint and publishes
-    FILL reports (buy 1 GC, then sell it, alternately) that marginwatch books. Each fill makes
+    The bench stands in for a second, disabled executor (`fills`) on its PUB and command endpoints
+    (`StreamStandIn`): it publishes FILLs (buy 1 GC, then sell it, alternately; account hk) as
+    events of its execution stream (`StreamEvent` seq 1, 2, ... on ``exec.stream``) and answers
+    marginwatch's "since N" (`StreamSince`), and marginwatch books each fill. Each fill makes
     marginwatch cross a threshold: it publishes `risk.state` at once, stamped `ts_ns` (monotonic) at
     the evaluation that crossed. The bench subscribes to `risk.state` to get that stamp, and the real
     executor logs `risk_level` when it receives it; the log's wall-clock `ts` is turned into
@@ -503,36 +598,56 @@ def bench_risk_state(crossings: int = 20) -> dict:
     hops: list[float] = []  # from marginwatch's publish (envelope ts_ns) instead of its evaluation
     with SystemRun("risk", body) as run:
         risk = run.sub("marginwatch", "risk.state")
-        xpub = run.stand_in("fills")
-        _wait_subscription(xpub, "exec.fill.", 20.0)
-        pub = Publisher(xpub, "fills", time.time_ns())
+        fills = StreamStandIn(run, "fills")
+        _wait_subscription(fills.xpub, topics.EXEC_STREAM, 20.0)
+        wait_for(fills.serve, 20.0, "marginwatch asking the fills stream since 0")
+        poller = zmq.Poller()
+        poller.register(risk, zmq.POLLIN)
+        poller.register(fills.sock, zmq.POLLIN)
 
         def next_state(want: RiskLevel, timeout: float = 10.0) -> tuple[RiskState, int]:
-            """The next `risk.state` in state `want`, and when marginwatch published it."""
+            """The next `risk.state` in state `want` and when marginwatch published it; serves the stream meanwhile."""
             deadline = time.monotonic() + timeout
             while True:
-                _, env = _recv_env(risk, max(0.1, deadline - time.monotonic()))
-                if isinstance(env.body, RiskState) and env.body.state is want:
-                    return env.body, env.ts_ns
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no risk.state {want.value} within {timeout:.1f}s")
+                ready = dict(poller.poll(int(left * 1000) + 1))
+                if fills.sock in ready:
+                    fills.serve()
+                if risk in ready:
+                    _, env = _CODEC.decode_frame(risk.recv())
+                    if isinstance(env.body, RiskState) and env.body.state is want:
+                        return env.body, env.ts_ns
+
+        log = run.run_dir / "logs" / "executor.jsonl"
+
+        def logged(want: RiskLevel, since_wall_ns: int) -> dict | None:
+            fills.serve()
+            return _risk_logged(log, want, since_wall_ns)
+
+        def executor_normal() -> bool:
+            fills.serve()
+            return _detail(run.status(), "executor").get("risk_level") == 0.0
 
         next_state(RiskLevel.NORMAL, 30.0)  # FX rates are in: margin converts to the base currency
-        wait_for(lambda: _detail(run.status(), "executor").get("risk_level") == 0.0, 10.0, "executor at NORMAL")
-        log = run.run_dir / "logs" / "executor.jsonl"
+        wait_for(executor_normal, 10.0, "executor at NORMAL")
         for k in range(crossings):
             buy = k % 2 == 0
             want = RiskLevel.WARN if buy else RiskLevel.NORMAL
             sent_wall = time.time_ns()
-            pub.publish("exec.fill.COMEX", OrderEvent(
-                cl_ord_id=f"B{k}.a1", exec_type=ExecType.FILL, venue="COMEX", instrument="GC",
+            fills.emit(OrderEvent(
+                cl_ord_id=f"B{k}.b1", exec_type=ExecType.FILL, venue="COMEX", instrument="GC",
                 side=Side.BUY if buy else Side.SELL, order_qty=1, cum_qty=1, leaves_qty=0, last_qty=1, last_px=2400.0,
-                avg_px=2400.0, exec_id=f"bench-{k}", recv_ns=time.monotonic_ns()))
+                avg_px=2400.0, exec_id=f"B{k}.b1#1", recv_ns=time.monotonic_ns(), account="hk"))
             state, published = next_state(want)
-            rec = wait_for(lambda w=want, t=sent_wall: _risk_logged(log, w, t), 10.0, f"executor risk_level {want.value}")
+            rec = wait_for(lambda w=want, t=sent_wall: logged(w, t), 10.0, f"executor risk_level {want.value}")
             received = _log_wall_ns(rec["ts"]) - _mono_offset_ns()
             samples.append((received - state.ts_ns) / 1e3)
             hops.append((received - published) / 1e3)
+        streamed, answered = len(fills.events), fills.answered
     base = percentiles(run_chain("raw", 1, 200, 50.0))
     p = percentiles(samples)
     return {"risk_state_latency_us": metric(p["p50"], "us", base["p50"] / 1e3, p99_us=p["p99"],
                                             from_publish_p50_us=percentiles(hops)["p50"], crossings=len(samples),
-                                            baseline_rate_per_s=50.0)}
+                                            streamed=streamed, since_answered=answered, baseline_rate_per_s=50.0)}

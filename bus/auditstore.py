@@ -11,6 +11,12 @@ Schema (also in the README):
   (1 if it came from a replay buffer) and ``body`` (the message as JSON).
 - ``incidents``: gaps and publisher restarts seen by the journal, with the
   missing range and how many frames were recovered.
+
+The executor's durable execution stream is filed event by event under the topic
+`bus.stream.filed_topic` names (``exec.fill.<venue>``, ``exec.trade.<pair>``,
+``exec.positions``) with ``epoch`` = `STREAM_EPOCH` and ``seq`` = the stream's own
+sequence number, so an event is stored once however often it is delivered, and the
+journal resumes from `AuditWriter.stream_head`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ INSERT_SQL = (
     " instrument, tick_ns, replayed, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _json = msgspec.json.Encoder()
+STREAM_EPOCH = 0  # the epoch of filed stream events: their seq is durable, not per publisher process
 
 
 def trade_of(cl_ord_id: str) -> str:
@@ -139,6 +146,11 @@ class AuditWriter:
         ):
             out[(src, topic)] = (epoch, seq)
         return out
+
+    def stream_head(self, src: str) -> int:
+        """The newest stream seq filed for executor `src` (0: none)."""
+        row = self.db.execute("SELECT MAX(seq) FROM events WHERE src = ? AND epoch = ?", (src, STREAM_EPOCH)).fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         self.flush()

@@ -68,6 +68,43 @@ class RiskLevel(str, enum.Enum):
 _RISK_RANK = {RiskLevel.NORMAL: 0, RiskLevel.WARN: 1, RiskLevel.REDUCE_ONLY: 2, RiskLevel.HALTED: 3}
 
 
+class TradeState(str, enum.Enum):
+    """A pair trade's state (`execution.pairtrade` holds the transitions between them)."""
+
+    NEW = "NEW"
+    WORKING = "WORKING"  # entry orders out (both legs, or the lead leg)
+    HEDGING = "HEDGING"  # lead mode: lead filled, hedge leg out
+    RESUBMITTING = "RESUBMITTING"  # at least one leg resubmitted for its remainder
+    ROLLING_BACK = "ROLLING_BACK"  # cancelling entries, unwinding what is not in ratio
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    ROLLED_BACK = "ROLLED_BACK"
+    BROKEN = "BROKEN"
+    REJECTED = "REJECTED"  # the executor refused the signal: no trade was made, nothing filled
+
+    @property
+    def terminal(self) -> bool:
+        """No order of the trade is working and none will be sent unless a late fill reopens it."""
+        return self in _TERMINAL_STATES
+
+
+_TERMINAL_STATES = frozenset({TradeState.COMPLETED, TradeState.CANCELLED, TradeState.ROLLED_BACK,
+                              TradeState.BROKEN, TradeState.REJECTED})
+
+
+class RejectCode(enum.StrEnum):
+    """Reason codes (the ``CATEGORY_CONDITION`` before a reason's ``:``) that code matches on:
+    build and test reasons with these, never with a retyped string."""
+
+    SESSION_DOWN = "SESSION_DOWN"  # the request never reached the venue: its session was down
+    ORDER_UNKNOWN = "ORDER_UNKNOWN"  # the venue does not know the order (never arrived, or forgotten)
+    VENUE_REJECT = "VENUE_REJECT"  # the venue refused the order
+
+    def of(self, reason: str) -> bool:
+        """True if `reason` carries this code."""
+        return reason.startswith(self.value)
+
+
 class Severity(str, enum.Enum):
     INFO = "INFO"
     WARNING = "WARNING"
@@ -206,6 +243,7 @@ class OrderEvent(_Msg):
     reason: str = ""  # CATEGORY_CONDITION: key=value
     venue_ts_ns: int = 0
     recv_ns: int = 0
+    account: str = ""  # on the execution stream's fills: the account the trade's leg trades for
 
 
 class LegView(_Msg):
@@ -221,10 +259,10 @@ class LegView(_Msg):
 class PairTradeEvent(_Msg):
     """One transition of a pair trade's state machine."""
 
-    trade_id: str
+    trade_id: str  # "" for a refused signal (state REJECTED)
     pair: str
-    state: str
-    prev_state: str
+    state: TradeState
+    prev_state: TradeState | None  # None: the trade's first event, or a refused signal
     transition: str
     direction: Side
     legs: tuple[LegView, ...]
@@ -234,6 +272,65 @@ class PairTradeEvent(_Msg):
     signal_id: str = ""
     tick_recv_ns: int = 0
     ts_ns: int = 0
+
+
+# --- the execution stream ------------------------------------------------------
+
+
+class PairUnits(_Msg):
+    """Ratio units a pair's settled trades hold (+ long the spread)."""
+
+    pair: str
+    units: int
+
+
+class InstrumentPosition(_Msg):
+    """Signed lots held on one instrument for one account, from every fill of every trade."""
+
+    account: str
+    instrument: str
+    qty: int
+
+
+class Positions(_Msg):
+    """The executor's one position view, as of the stream event that carries it."""
+
+    pairs: tuple[PairUnits, ...]
+    instruments: tuple[InstrumentPosition, ...]
+
+
+class StreamEvent(_Msg):
+    """One event of the executor's durable execution stream (topic ``exec.stream``).
+
+    ``seq`` comes from the executor's write-ahead log: 1, 2, 3, ... for the life of the run
+    directory, across restarts. The body is a fill (an OrderEvent with exec_type FILL, once per
+    increase of what a trade holds), a PairTradeEvent (opened, every transition, a refused
+    signal) or the Positions after them.
+    """
+
+    seq: int
+    body: Union[OrderEvent, PairTradeEvent, Positions]
+
+
+class StreamHead(_Msg):
+    """The newest ``seq`` of the execution stream, published on a timer: a follower that holds
+    less asks for the rest (`StreamSince`)."""
+
+    head: int
+
+
+class StreamSince(_Msg):
+    """Ask the executor for the stream's events with seq > ``since`` (at most ``limit``)."""
+
+    since: int
+    limit: int = 0  # 0: the executor's batch size
+
+
+class StreamBatch(_Msg):
+    """The answer to `StreamSince`: events in seq order, and the stream's head when sent."""
+
+    events: tuple[StreamEvent, ...]
+    head: int
 
 
 # --- risk --------------------------------------------------------------------
@@ -356,6 +453,13 @@ Message = Union[
     OrderEvent,
     LegView,
     PairTradeEvent,
+    PairUnits,
+    InstrumentPosition,
+    Positions,
+    StreamEvent,
+    StreamHead,
+    StreamSince,
+    StreamBatch,
     RiskState,
     AccountMargin,
     MarginSnapshot,

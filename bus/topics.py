@@ -4,13 +4,16 @@ from __future__ import annotations
 
 MD = "md."  # md.<venue>.<symbol>: Quote, FxRate, InstrumentStatus
 SIG = "sig."  # sig.<pair>: Signal
-EXEC = "exec."  # exec.order.<venue>, exec.fill.<venue>, exec.trade.<pair>
+EXEC = "exec."  # exec.order.<venue>, exec.report.<venue>, exec.stream
+EXEC_ORDER = "exec.order."  # exec.order.<venue>: OrderRequest as sent
+EXEC_REPORT = "exec.report."  # exec.report.<venue>: OrderEvent as received
 RISK = "risk."  # risk.state, risk.margin, risk.alert, risk.deny
 HB = "hb."  # hb.<actor>: Heartbeat
 CTL = "ctl."  # ctl.kill: KillSwitch from the supervisor
 ALERT = "alert."  # alert.<actor>: Alert
 
 RAW = "raw."  # raw.<venue>.<instrument>: a simulated venue's own feed
+VENUE = "venue."  # venue.fill.<venue>: a simulated venue's drop copy of its fills
 BULK = (MD, RAW)  # market data: observers off the tick's path pull it in batches
 
 RISK_STATE = "risk.state"
@@ -23,6 +26,11 @@ RISK_STEP = "risk.state.step"
 LOCKSTEP_DONE = "lockstep.done"
 STEP_SYMBOL = "~step"  # raw.<venue>.~step / md.<venue>.~step: the Step marker on a venue's stream
 CTL_KILL = "ctl.kill"
+# the executor's durable execution stream (StreamEvent, StreamHead): fills, trade events, positions
+EXEC_STREAM = "exec.stream"
+EXEC_POSITIONS = "exec.positions"  # where the journal files a stream's Positions
+EXEC_FILL = "exec.fill."  # where the journal files a stream's fills: exec.fill.<venue>
+EXEC_TRADE = "exec.trade."  # where the journal files a stream's trade events: exec.trade.<pair>
 
 
 def md(venue: str, symbol: str) -> str:
@@ -34,20 +42,20 @@ def sig(pair: str) -> str:
 
 
 def exec_order(venue: str) -> str:
-    return f"exec.order.{venue}"
+    return f"{EXEC_ORDER}{venue}"
 
 
 def exec_report(venue: str) -> str:
-    return f"exec.report.{venue}"
+    return f"{EXEC_REPORT}{venue}"
 
 
 def exec_fill(venue: str) -> str:
     """Fills as the executor's trades hold them (one event per increase, however it was learnt)."""
-    return f"exec.fill.{venue}"
+    return f"{EXEC_FILL}{venue}"
 
 
 def exec_trade(pair: str) -> str:
-    return f"exec.trade.{pair}"
+    return f"{EXEC_TRADE}{pair}"
 
 
 def hb(actor: str) -> str:
@@ -56,3 +64,17 @@ def hb(actor: str) -> str:
 
 def alert(actor: str) -> str:
     return f"alert.{actor}"
+
+
+def raw(venue: str, instrument: str = "") -> str:
+    """A simulated venue's own feed of `instrument`; without one, the prefix of all of it."""
+    return f"{RAW}{venue}.{instrument}"
+
+
+def venue_fill(venue: str) -> str:
+    return f"{VENUE}fill.{venue}"
+
+
+def md_prefix(venue: str) -> str:
+    """Every market-data topic of `venue`."""
+    return f"{MD}{venue}."

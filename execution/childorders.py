@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.messages import CancelRequest, ExecType, OrderEvent, OrderPurpose, OrderRequest, StatusRequest, TimeInForce
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderPurpose, OrderRequest, RejectCode, StatusRequest, TimeInForce
 from execution.allocation import Allocator, iceberg_slices
 
 SEP = "/"
@@ -33,7 +33,7 @@ UNWINDS = (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)
 
 def session_down(ev: OrderEvent) -> bool:
     """An answer that says the session was down: the request never reached the venue."""
-    return ev.exec_type in (ExecType.REJECT, ExecType.CANCEL_REJECT) and ev.reason.startswith("SESSION_DOWN")
+    return ev.exec_type in (ExecType.REJECT, ExecType.CANCEL_REJECT) and RejectCode.SESSION_DOWN.of(ev.reason)
 
 
 def parent_of(cl_ord_id: str) -> str | None:

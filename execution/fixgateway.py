@@ -29,7 +29,7 @@ from typing import Callable
 
 import msgspec
 
-from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side, StatusRequest, TimeInForce
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, RejectCode, Side, StatusRequest, TimeInForce
 from configs.schema import Config
 from execution.fixorders import OrderBookEntry, cancel_reject, execution_report, message_reject
 from feeds.fix import wire
@@ -88,11 +88,11 @@ class FixGateway:
         entry.order = order
         vs = self.symbols.wire(order.instrument)
         if vs is None:
-            return self._local_reject(order, f"VENUE_REJECT: reason=no_venue_symbol instrument={order.instrument}")
+            return self._local_reject(order, f"{RejectCode.VENUE_REJECT}: reason=no_venue_symbol instrument={order.instrument}")
         if order.price is None and not self.fx.market_orders:
             return self._local_reject(order, f"VENUE_UNSUPPORTED: order=market venue={self.venue}")
         if not self.connected:
-            return self._local_reject(order, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_reject(order, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         ioc = order.tif is TimeInForce.IOC
         if ioc and not self.fx.ioc:
             self.stats["emulated_ioc"] += 1
@@ -109,7 +109,7 @@ class FixGateway:
             m.setField(wire.PRICE, _px(order.price))
         m.setField(wire.TIME_IN_FORCE, "3" if ioc else "0")
         if not self.engine.send(self.session, m):
-            return self._local_reject(order, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_reject(order, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         self.stats["orders"] += 1
 
     def cancel(self, req: CancelRequest) -> None:
@@ -124,7 +124,7 @@ class FixGateway:
             self.stats["status_probes"] += 1
             return self._cancel(req.cl_ord_id, probe=True)
         if not self.connected:
-            return self._local_answer(req.cl_ord_id, ExecType.REJECT, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_answer(req.cl_ord_id, ExecType.REJECT, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         vs = self.symbols.wire(entry.order.instrument)
         m = self._message("H")
         m.setField(wire.CL_ORD_ID, req.cl_ord_id)
@@ -132,7 +132,7 @@ class FixGateway:
             self._instrument(m, vs)
         m.setField(wire.SIDE, wire.SIDE_CODE[entry.order.side])
         if not self.engine.send(self.session, m):
-            return self._local_answer(req.cl_ord_id, ExecType.REJECT, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_answer(req.cl_ord_id, ExecType.REJECT, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         self.stats["status_requests"] += 1
 
     def _cancel(self, cl_ord_id: str, probe: bool) -> None:
@@ -142,7 +142,7 @@ class FixGateway:
                                       f"GATEWAY_ORDER_UNKNOWN: cl_ord_id={cl_ord_id} venue={self.venue}")
         if not self.connected:
             kind = ExecType.REJECT if probe else ExecType.CANCEL_REJECT  # as the simulator answers each
-            return self._local_answer(cl_ord_id, kind, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_answer(cl_ord_id, kind, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         order = entry.order
         self._cancel_n += 1
         cancel_id = f"{cl_ord_id}~{self._tag}{self._cancel_n}"
@@ -160,7 +160,7 @@ class FixGateway:
             entry.probe_cancels.add(cancel_id)
         if not self.engine.send(self.session, m):
             kind = ExecType.REJECT if probe else ExecType.CANCEL_REJECT
-            return self._local_answer(cl_ord_id, kind, f"SESSION_DOWN: venue={self.venue}")
+            return self._local_answer(cl_ord_id, kind, f"{RejectCode.SESSION_DOWN}: venue={self.venue}")
         self.stats["cancels"] += 1
 
     # ---- answers -----------------------------------------------------------------------
@@ -241,7 +241,7 @@ class FixGateway:
         return out
 
     def _local_reject(self, order: OrderRequest, reason: str) -> None:
-        if reason.startswith("SESSION_DOWN"):
+        if RejectCode.SESSION_DOWN.of(reason):
             self.stats["session_down"] += 1
         self.local.append(OrderEvent(cl_ord_id=order.cl_ord_id, exec_type=ExecType.REJECT, venue=self.venue,
                                      instrument=order.instrument, side=order.side, order_qty=order.qty, cum_qty=0,
@@ -251,7 +251,7 @@ class FixGateway:
     def _local_answer(self, cl_ord_id: str, kind: ExecType, reason: str) -> None:
         entry = self.book.get(cl_ord_id)
         order = entry.order if entry is not None else None
-        if reason.startswith("SESSION_DOWN"):
+        if RejectCode.SESSION_DOWN.of(reason):
             self.stats["session_down"] += 1
         self.local.append(OrderEvent(cl_ord_id=cl_ord_id, exec_type=kind, venue=self.venue,
                                      instrument=order.instrument if order else "",

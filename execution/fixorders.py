@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from bus.messages import ExecType, OrderEvent, OrderRequest, Side
+from bus.messages import ExecType, OrderEvent, OrderRequest, RejectCode, Side
 from feeds.fix import wire
 from feeds.fix.wire import Fields, FixError
 
@@ -118,9 +118,9 @@ def execution_report(f: Fields, entry: OrderBookEntry | None, venue: str, instru
         kind = ExecType.REJECT
         leaves = 0
         if f.get(wire.ORD_REJ_REASON) == "5" and not _REASON.match(text):
-            reason = f"ORDER_UNKNOWN: cl_ord_id={cl_ord_id}"
+            reason = f"{RejectCode.ORDER_UNKNOWN}: cl_ord_id={cl_ord_id}"
         else:
-            reason = venue_reason(text, "VENUE_REJECT", code=f.get(wire.ORD_REJ_REASON))
+            reason = venue_reason(text, RejectCode.VENUE_REJECT, code=f.get(wire.ORD_REJ_REASON))
     elif et in ("I", "D"):
         kind = ExecType.STATUS
         if status in _DONE_STATUS:
@@ -146,7 +146,7 @@ def cancel_reject(f: Fields, entry: OrderBookEntry | None, venue: str, instrumen
     status = f.get(wire.ORD_STATUS)
     state = _ORD_STATUS.get(status, status or "?")
     text = f.get(wire.TEXT)
-    unknown = f.get(wire.CXL_REJ_REASON) == "1" or text.startswith("ORDER_UNKNOWN")
+    unknown = f.get(wire.CXL_REJ_REASON) == "1" or RejectCode.ORDER_UNKNOWN.of(text)
     filled = status == "2"
     cum = qty if filled else 0
     # a cancel reject says "filled" but not at what price: the order's limit is the worst it can have
@@ -157,7 +157,7 @@ def cancel_reject(f: Fields, entry: OrderBookEntry | None, venue: str, instrumen
     if probe:
         if unknown:
             return OrderEvent(exec_type=ExecType.REJECT, cum_qty=0, leaves_qty=0,
-                              reason=f"ORDER_UNKNOWN: cl_ord_id={cl_ord_id}", **base)
+                              reason=f"{RejectCode.ORDER_UNKNOWN}: cl_ord_id={cl_ord_id}", **base)
         if status in _DONE_STATUS:
             return OrderEvent(exec_type=ExecType.STATUS, cum_qty=cum, leaves_qty=0,
                               reason=f"ORDER_STATE: state={state} by=cancel_probe"
@@ -165,7 +165,7 @@ def cancel_reject(f: Fields, entry: OrderBookEntry | None, venue: str, instrumen
         return OrderEvent(exec_type=ExecType.CANCEL_REJECT, cum_qty=cum, leaves_qty=0,
                           reason=venue_reason(text, "STATUS_UNRESOLVED", cl_ord_id=cl_ord_id, state=state), **base)
     if unknown:
-        reason = venue_reason(text, "ORDER_UNKNOWN", cl_ord_id=cl_ord_id)
+        reason = venue_reason(text, RejectCode.ORDER_UNKNOWN, cl_ord_id=cl_ord_id)
     elif filled and not _REASON.match(text):
         reason = f"ORDER_NOT_OPEN: cl_ord_id={cl_ord_id} state=FILLED px=limit_estimate"
     else:
@@ -185,7 +185,7 @@ def message_reject(f: Fields, ref_msg_type: str, entry: OrderBookEntry | None, v
     text = f.get(wire.TEXT)
     ref_tag = f.get(wire.REF_TAG_ID)
     if ref_msg_type == "D":
-        reason = venue_reason(text, "VENUE_REJECT", msg=msg, ref_tag=ref_tag)
+        reason = venue_reason(text, RejectCode.VENUE_REJECT, msg=msg, ref_tag=ref_tag)
         kind = ExecType.REJECT
     else:
         reason = venue_reason(text, "VENUE_UNSUPPORTED", msg_type=ref_msg_type, msg=msg, ref_tag=ref_tag)

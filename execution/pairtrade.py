@@ -62,12 +62,14 @@ from bus.messages import (
     OrderPurpose,
     OrderRequest,
     PairTradeEvent,
+    RejectCode,
     Severity,
     Side,
     Signal,
     SignalLeg,
     StatusRequest,
     TimeInForce,
+    TradeState,
 )
 from configs.schema import Config, InstrumentCfg, PairCfg
 from execution.ids import cl_ord_id
@@ -184,18 +186,6 @@ Action = Union[SendOrder, CancelOrder, QueryStatus, Transition, RaiseAlert, Requ
 
 
 # --- states and transitions ----------------------------------------------------
-
-
-class TradeState(str, enum.Enum):
-    NEW = "NEW"
-    WORKING = "WORKING"  # entry orders out (both legs, or the lead leg)
-    HEDGING = "HEDGING"  # lead mode: lead filled, hedge leg out
-    RESUBMITTING = "RESUBMITTING"  # at least one leg resubmitted for its remainder
-    ROLLING_BACK = "ROLLING_BACK"  # cancelling entries, unwinding what is not in ratio
-    COMPLETED = "COMPLETED"
-    CANCELLED = "CANCELLED"
-    ROLLED_BACK = "ROLLED_BACK"
-    BROKEN = "BROKEN"
 
 
 TERMINAL = frozenset({TradeState.COMPLETED, TradeState.CANCELLED, TradeState.ROLLED_BACK, TradeState.BROKEN})
@@ -568,7 +558,7 @@ class PairTrade:
                 if o.status is not OrderStatus.ACKED:
                     self._alive(o, now_ns, "ACK")
             elif et is ExecType.REJECT:
-                unknown = ev.reason.startswith("ORDER_UNKNOWN")
+                unknown = RejectCode.ORDER_UNKNOWN.of(ev.reason)
                 self._end(o, now_ns, OrderStatus.REJECTED, "unknown" if unknown else "rejected", ev.reason)
             elif et is ExecType.CANCEL_REJECT:
                 if o.status is not OrderStatus.IN_DOUBT:
@@ -717,7 +707,7 @@ class PairTrade:
             o.status = OrderStatus.ACKED
 
     def _end(self, o: _Order, now_ns: int, status: OrderStatus, cause: str, reason: str) -> None:
-        if (status is OrderStatus.REJECTED and reason.startswith("SESSION_DOWN")
+        if (status is OrderStatus.REJECTED and RejectCode.SESSION_DOWN.of(reason)
                 and o.req.purpose in (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)):
             # the unwind never reached the venue: it uses no attempt, and the next one waits a
             # timeout instead of spending every attempt within the outage
@@ -954,8 +944,8 @@ class PairTrade:
         self._out.append(Transition(event=PairTradeEvent(
             trade_id=self.trade_id,
             pair=self.params.pair,
-            state=self.state._value_,
-            prev_state=prev._value_,
+            state=self.state,
+            prev_state=prev,
             transition=tr._value_,
             direction=self.signal.direction,
             legs=self.legs_view(),

@@ -7,31 +7,39 @@ returns. On open, a torn or corrupt tail (a crash mid-write) is detected, report
 ``WriteAheadLog.scan``, copied aside to ``<path>.torn-<offset>`` and truncated; opening never
 raises for a damaged file.
 
-Protocol (the executor actor follows it exactly; the pair-trade machine is deterministic,
-so replaying the inputs rebuilds every trade bit for bit):
+Protocol (`execution.engine.ExecutionEngine` follows it exactly, in its ``_commit``; the
+pair-trade machine is deterministic, so replaying the inputs rebuilds every trade bit for bit):
 
-1. New trade:      ``append(TradeOpened(trade_id, signal, params, now_ns))`` then ``trade.start(now_ns)``.
-2. Each input:     ``append(ReportApplied(...))`` / ``append(TimerFired(...))`` / ``append(Halted(...))``
-                   *then* feed the machine: ``on_report`` / ``on_timer`` of that trade, ``halt`` of
-                   every trade that is not ``is_done`` (REDUCE_ONLY or HALTED arrived).
-3. Each SendOrder: ``append(OrderSent(order))`` (``append_many`` for several) *then* send it.
-   Cancels and status queries are not logged: recovery re-derives them.
-4. A trade becomes done (``trade.is_done``): ``append(TradeClosed(trade_id, state))`` (optional; it
-   lets ``compact`` drop the trade).
-5. Restart:        ``state = recover(path)`` (before or after opening the log for append), then
-                   ``append(Resumed(now_ns))``, then carry out ``state.resume(now_ns)``: a status
-                   query for every order that was sent but whose outcome is unknown, and a SendOrder
-                   (logged as in 3) for every order the machine decided on but that never got an
-                   OrderSent record. Resume trade ids with ``TradeIds(prefix, state.next_trade_n)``.
+1. One input, one write. An input (a signal that opens a trade, a report, a timer, a halt, a
+   restart) is worked out in memory in full, then written with ``append_many`` as, in order:
+   its input record (``TradeOpened`` / ``ReportApplied`` / ``TimerFired`` / ``Halted`` /
+   ``Resumed``), then, in the order they arose, every ``OrderSent`` (``ChildSent`` for a
+   split parent's children), every ``ReportApplied`` of a local answer it caused (an order the
+   limits denied comes back as a REJECT), every ``Streamed`` event and ``TradeClosed``.
+   Only after that write does anything leave the process: orders, cancels, status queries,
+   stream events. Cancels and status queries are not logged: recovery re-derives them.
+2. ``Streamed`` events are the durable execution stream: fills (once per increase of what a
+   trade holds), trade events, the positions after them. ``event.seq`` is 1, 2, 3, ... in log
+   order for the life of the file; `compact` keeps every one of them.
+3. A trade becomes done (``trade.is_done``): ``TradeClosed(trade_id, state)`` (it lets
+   ``compact`` drop the trade's other records).
+4. Restart: the engine reads the records (`WriteAheadLog.records`), replays them with
+   `recover_records` (open trades), re-reads the ``Streamed`` events (positions, stream), then
+   writes ``Resumed(now_ns)`` with what ``state.resume(now_ns)`` decides, as in 1: a status
+   query for every order that was sent but whose outcome is unknown, and a SendOrder for every
+   order the machine decided on but that never got an ``OrderSent`` record. Trade ids resume at
+   ``state.next_trade_n``.
 
 Why this is safe after ``kill -9``: an order leaves only after its OrderSent record is written
 (in the kernel's page cache, which survives the process; ``fsync=True`` also survives a power
 loss), so an order without one was never sent and is sent now (same cl_ord_id); an order with one may or
 may not have reached the venue, so it is put in doubt and its status is asked (an unknown order
 comes back as ``REJECT ORDER_UNKNOWN`` and is resubmitted under a new id: no duplicate order).
-Reports are logged before they are applied, so no applied fill is lost; fills the venue sent
-while the executor was down come back in the status answers (cumulative quantities). Rebuilt
-trades resume rolling back or completing, so no leg is left naked.
+A report's effects (and the stream events it makes) are never seen outside before its record is
+written, so no applied fill is lost or published unlogged; fills the venue sent while the
+executor was down come back in the status answers (cumulative quantities). Rebuilt trades resume
+rolling back or completing, so no leg is left naked; a stream event published before a crash is
+in the log with its seq, so every follower gets it again, under the same number.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from typing import Callable, Iterable, Mapping, Union
 
 import msgspec
 
-from bus.messages import OrderEvent, OrderRequest, Signal
+from bus.messages import OrderEvent, OrderRequest, Signal, StreamEvent
 from execution.ids import trade_number
 from execution.pairtrade import Action, PairParams, PairTrade
 
@@ -117,13 +125,24 @@ class TradeClosed(_Rec):
     now_ns: int = 0
 
 
+class Streamed(_Rec):
+    """An event of the durable execution stream (a fill, a trade event, the positions after them).
+
+    Written in the same write as the input that caused it, before anything leaves the process;
+    its ``event.seq`` is the stream's sequence number (1, 2, ... for the life of the log).
+    """
+
+    event: StreamEvent
+
+
 class IdFloor(_Rec):
     """Trade numbers below ``next_n`` are taken (written by `compact`)."""
 
     next_n: int
 
 
-WalRecord = Union[TradeOpened, OrderSent, ChildSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, IdFloor]
+WalRecord = Union[TradeOpened, OrderSent, ChildSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, Streamed,
+                  IdFloor]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WalRecord)
@@ -382,9 +401,11 @@ def _trade_of(rec: WalRecord) -> str:
 
 
 def compact(path: str | os.PathLike[str], params_for_pair: ParamsLookup = None) -> ScanReport:
-    """Rewrite the log keeping only the records of open trades (call before opening it).
+    """Rewrite the log keeping only the records of open trades, and every stream event (call
+    before opening it).
 
-    The result replays to the same open trades and the same next trade number. The file is
+    The result replays to the same open trades, the same next trade number and the same
+    execution stream (a follower may ask for any of it). The file is
     replaced atomically; a damaged tail is dropped (and copied aside) as on open.
     """
     path = Path(path)

@@ -48,6 +48,10 @@ class FxTable:
         """Feed one `FxRate`; its monotonic receive time is what staleness is measured on."""
         return self.update(msg.pair, msg.mid, msg.recv_ns)
 
+    def received_ns(self, pair: str) -> int:
+        """The monotonic receive time of `pair`'s rate in use (0: none yet)."""
+        return self._ts.get(pair, 0)
+
     def pairs(self) -> dict[str, float]:
         """Every known pair and its mid."""
         return dict(self._mid)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from typing import Protocol
 
-from bus.messages import OrderPurpose, OrderRequest, Side
+from bus.messages import OrderPurpose, OrderRequest
 from configs.schema import AccountCfg, Config, InstrumentCfg, LimitsCfg, SubAccountCfg
 from riskguard.catalog import Catalog
 
@@ -34,8 +35,16 @@ def _num(x: float) -> str:
     return f"{x:.10g}"
 
 
+class PositionSource(Protocol):
+    """Where the limits read positions (`execution.positions.PositionBook`): they keep none."""
+
+    def position(self, instrument: str) -> int: ...
+
+    def units(self, pair: str) -> int: ...
+
+
 class PreTradeLimits:
-    """Per-order and per-pair limits; positions are learned from the fills it is told about."""
+    """Per-order and per-pair limits, judged against the positions of `book`."""
 
     def __init__(
         self,
@@ -43,6 +52,7 @@ class PreTradeLimits:
         instruments: Mapping[str, InstrumentCfg],
         accounts: Mapping[str, AccountCfg] | None = None,
         *,
+        book: PositionSource,
         base_currency: str = "USD",
     ) -> None:
         """`accounts` enables the account check and the sub-accounts' allow/deny lists."""
@@ -52,39 +62,18 @@ class PreTradeLimits:
         self._subs: dict[str, SubAccountCfg] = {
             s.name: s for acct in self._cat.accounts.values() for s in acct.sub_accounts
         }
-        self._positions: dict[str, int] = {}
-        self._pair_units: dict[str, int] = {}
+        self.book = book
         self._sent: deque[int] = deque()
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "PreTradeLimits":
-        return cls(cfg.risk.limits, cfg.instruments, cfg.accounts, base_currency=cfg.run.base_currency)
-
-    # --- state fed by the executor ---------------------------------------------
-
-    def on_fill(self, instrument: str, side: Side, qty: int) -> None:
-        """A fill of `qty` lots on `instrument` (key) moved the position."""
-        self._positions[instrument] = self._positions.get(instrument, 0) + side.sign * qty
-
-    def on_pair_units(self, pair: str, delta: int) -> None:
-        """The pair's open ratio units changed by `delta` (signed: + long the spread)."""
-        self._pair_units[pair] = self._pair_units.get(pair, 0) + delta
-
-    def set_position(self, instrument: str, qty: int) -> None:
-        """Overwrite a position (recovery from a ledger or a venue snapshot)."""
-        self._positions[instrument] = qty
-
-    def position(self, instrument: str) -> int:
-        return self._positions.get(instrument, 0)
-
-    def pair_units(self, pair: str) -> int:
-        return self._pair_units.get(pair, 0)
+    def from_config(cls, cfg: Config, book: PositionSource) -> "PreTradeLimits":
+        return cls(cfg.risk.limits, cfg.instruments, cfg.accounts, book=book, base_currency=cfg.run.base_currency)
 
     # --- checks ------------------------------------------------------------------
 
     def check_pair(self, pair: str, delta: int) -> str | None:
         """Deny a pair trade that would take |units| past `max_pair_position` (reductions pass)."""
-        units = self._pair_units.get(pair, 0)
+        units = self.book.units(pair)
         after = units + delta
         limit = self.cfg.max_pair_position
         if abs(after) > limit and abs(after) > abs(units):
@@ -176,7 +165,7 @@ class PreTradeLimits:
                 f"ccy={self.base_currency}"
             )
 
-        pos = self._positions.get(key, 0)
+        pos = self.book.position(key)
         after = pos + order.side.sign * order.qty
         if abs(after) > cfg.max_position and abs(after) > abs(pos):
             return (

@@ -59,7 +59,7 @@ from typing import Any
 
 import msgspec
 
-from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side, StatusRequest, TimeInForce
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, RejectCode, Side, StatusRequest, TimeInForce
 from configs.schema import Config
 from feeds.book import TopOfBook
 from feeds.fix import wire
@@ -130,7 +130,7 @@ def _need(fields: wire.Fields, tag: int) -> str:
 
 
 def _order_refusal(kind: str, detail: str) -> Refusal:
-    return Refusal(kind, f"VENUE_REJECT: reason={kind} {detail}".rstrip(), answer="er")
+    return Refusal(kind, f"{RejectCode.VENUE_REJECT}: reason={kind} {detail}".rstrip(), answer="er")
 
 
 def map_symbol(fields: wire.Fields, symbols: FixSymbols) -> VenueSymbol | None:
@@ -201,7 +201,7 @@ def parse_cancel(fields: wire.Fields, venue: str, symbols: FixSymbols) -> tuple[
     symbol = _need(fields, wire.SYMBOL)
     vs = map_symbol(fields, symbols)
     if vs is None:
-        raise Refusal("unknown_symbol", f"VENUE_REJECT: reason=unknown_symbol symbol={symbol}", answer="cancel_reject")
+        raise Refusal("unknown_symbol", f"{RejectCode.VENUE_REJECT}: reason=unknown_symbol symbol={symbol}", answer="cancel_reject")
     return cancel_id, CancelRequest(cl_ord_id=orig, venue=venue, instrument=vs.instrument)
 
 
@@ -210,7 +210,7 @@ def parse_status(fields: wire.Fields, venue: str, symbols: FixSymbols) -> Status
     cl_ord_id = _need(fields, wire.CL_ORD_ID)
     symbol = _need(fields, wire.SYMBOL)
     if map_symbol(fields, symbols) is None:
-        raise Refusal("unknown_symbol", f"VENUE_REJECT: reason=unknown_symbol symbol={symbol}",
+        raise Refusal("unknown_symbol", f"{RejectCode.VENUE_REJECT}: reason=unknown_symbol symbol={symbol}",
                       code=BR_UNKNOWN_SECURITY)
     return StatusRequest(cl_ord_id=cl_ord_id, venue=venue)
 
@@ -341,14 +341,14 @@ def exec_type_code(ev: OrderEvent, version: str) -> str:
 
 
 def ord_rej_reason(reason: str, version: str) -> str:
-    if reason.startswith("ORDER_UNKNOWN"):
+    if RejectCode.ORDER_UNKNOWN.of(reason):
         return "5"
     return "0" if version == FIX42 else "99"
 
 
 def cxl_rej_status(reason: str) -> str:
     """OrdStatus (39) on an OrderCancelReject, from the reason."""
-    if reason.startswith("ORDER_UNKNOWN"):
+    if RejectCode.ORDER_UNKNOWN.of(reason):
         return "8"
     state = _state_in(reason)
     return {"FILLED": "2", "CANCELLED": "4", "REJECTED": "8"}.get(state or "", "0")
@@ -407,7 +407,7 @@ def cancel_reject(ev: OrderEvent, *, cancel_id: str = "", account: str = "", now
     if ev.reason:
         f.append((wire.TEXT, ev.reason))
     f.append((wire.TRANSACT_TIME, utc_timestamp(ev.venue_ts_ns or now_ns or time.time_ns())))
-    f.append((wire.CXL_REJ_REASON, "1" if ev.reason.startswith("ORDER_UNKNOWN") else "0"))
+    f.append((wire.CXL_REJ_REASON, "1" if RejectCode.ORDER_UNKNOWN.of(ev.reason) else "0"))
     f.append((wire.CXL_REJ_RESPONSE_TO, "1"))
     return OutMsg("9", f)
 
@@ -742,7 +742,7 @@ class FixVenueServer:
             return False
         self.up = up
         if not up:
-            why = f"SESSION_DOWN: venue={self.venue} scheduled_disconnect"
+            why = f"{RejectCode.SESSION_DOWN}: venue={self.venue} scheduled_disconnect"
             self.stats["fix_scheduled_drops"] += 1
             for sid in self.sessions:
                 self.engine.refuse_logon[sid] = why

@@ -57,7 +57,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, Side, StatusRequest, TimeInForce
+from bus.messages import CancelRequest, ExecType, OrderEvent, OrderRequest, RejectCode, Side, StatusRequest, TimeInForce
 from configs.schema import InstrumentCfg, SimVenueCfg
 from feeds.book import TopOfBook
 from configs.hours import is_open, parse_sessions
@@ -159,7 +159,7 @@ class SimVenue:
         u_reject, u_partial, u_size, u_drop = (rng.random() for _ in range(4))
         if not self.connected(now_ns):
             self.stats["session_down_requests"] += 1
-            return self._report_for(req, ExecType.REJECT, now_ns, reason=f"SESSION_DOWN: venue={self.name}")
+            return self._report_for(req, ExecType.REJECT, now_ns, reason=f"{RejectCode.SESSION_DOWN}: venue={self.name}")
         t = now_ns if priced_ts_ns is None else priced_ts_ns
         if req.cl_ord_id in self._orders:
             ev = self._report_for(req, ExecType.REJECT, 0, reason=f"ORDER_DUPLICATE: cl_ord_id={req.cl_ord_id}")
@@ -185,7 +185,7 @@ class SimVenue:
         if not self.connected(now_ns):
             self.stats["session_down_requests"] += 1
             return self._unknown(req.cl_ord_id, req.instrument, ExecType.CANCEL_REJECT, now_ns,
-                                 f"SESSION_DOWN: venue={self.name}")
+                                 f"{RejectCode.SESSION_DOWN}: venue={self.name}")
         self._schedule(now_ns + self._ack_ns, _CANCEL, req)
         return None
 
@@ -194,7 +194,7 @@ class SimVenue:
         self._anchor(now_ns)
         if not self.connected(now_ns):
             self.stats["session_down_requests"] += 1
-            return self._unknown(req.cl_ord_id, "", ExecType.REJECT, now_ns, f"SESSION_DOWN: venue={self.name}")
+            return self._unknown(req.cl_ord_id, "", ExecType.REJECT, now_ns, f"{RejectCode.SESSION_DOWN}: venue={self.name}")
         self._schedule(now_ns + self._ack_ns, _STATUS, req.cl_ord_id)
         return None
 
@@ -262,28 +262,28 @@ class SimVenue:
         req = order.req
         inst = self._instruments.get(req.instrument)
         if req.venue != self.name:
-            return f"VENUE_REJECT: reason=wrong_venue venue={req.venue}"
+            return f"{RejectCode.VENUE_REJECT}: reason=wrong_venue venue={req.venue}"
         if inst is None:
-            return f"VENUE_REJECT: reason=unknown_instrument instrument={req.instrument}"
+            return f"{RejectCode.VENUE_REJECT}: reason=unknown_instrument instrument={req.instrument}"
         if req.qty <= 0:
-            return f"VENUE_REJECT: reason=invalid_qty qty={req.qty}"
+            return f"{RejectCode.VENUE_REJECT}: reason=invalid_qty qty={req.qty}"
         if not is_open(self._sessions[req.instrument], t):
-            return f"VENUE_REJECT: reason=market_closed instrument={req.instrument}"
+            return f"{RejectCode.VENUE_REJECT}: reason=market_closed instrument={req.instrument}"
         book = self._books.get(req.instrument)
         if req.price is not None:
             if not req.price > 0.0:
-                return f"VENUE_REJECT: reason=invalid_price price={req.price}"
+                return f"{RejectCode.VENUE_REJECT}: reason=invalid_price price={req.price}"
             if not on_tick(req.price, inst.tick):
-                return f"VENUE_REJECT: reason=price_not_on_tick price={req.price} tick={inst.tick}"
+                return f"{RejectCode.VENUE_REJECT}: reason=price_not_on_tick price={req.price} tick={inst.tick}"
             if book is not None:
                 band = self._band_ticks * inst.tick
                 mid = book.tob.mid
                 if abs(req.price - mid) > band + 1e-9 * mid:
-                    return f"VENUE_REJECT: reason=price_out_of_band price={req.price} low={mid - band:g} high={mid + band:g}"
+                    return f"{RejectCode.VENUE_REJECT}: reason=price_out_of_band price={req.price} low={mid - band:g} high={mid + band:g}"
         elif book is None:
-            return f"VENUE_REJECT: reason=no_market instrument={req.instrument}"
+            return f"{RejectCode.VENUE_REJECT}: reason=no_market instrument={req.instrument}"
         if order.u_reject < self.cfg.reject_rate:
-            return "VENUE_REJECT: reason=insufficient_margin"
+            return f"{RejectCode.VENUE_REJECT}: reason=insufficient_margin"
         return None
 
     def _on_ack(self, order: SimOrder, t: int) -> None:
@@ -319,7 +319,7 @@ class SimVenue:
         order = self._orders.get(req.cl_ord_id)
         if order is None:
             self._emit(self._unknown(req.cl_ord_id, req.instrument, ExecType.CANCEL_REJECT, t,
-                                     f"ORDER_UNKNOWN: cl_ord_id={req.cl_ord_id}"), t, deliver=True)
+                                     f"{RejectCode.ORDER_UNKNOWN}: cl_ord_id={req.cl_ord_id}"), t, deliver=True)
             return
         if order.state.terminal:
             reason = f"ORDER_NOT_OPEN: cl_ord_id={req.cl_ord_id} state={order.state.value}"
@@ -332,7 +332,7 @@ class SimVenue:
     def _on_status(self, cl_ord_id: str, t: int) -> None:
         order = self._orders.get(cl_ord_id)
         if order is None:
-            self._emit(self._unknown(cl_ord_id, "", ExecType.REJECT, t, f"ORDER_UNKNOWN: cl_ord_id={cl_ord_id}"),
+            self._emit(self._unknown(cl_ord_id, "", ExecType.REJECT, t, f"{RejectCode.ORDER_UNKNOWN}: cl_ord_id={cl_ord_id}"),
                        t, deliver=True)
             return
         reason = f"ORDER_STATE: state={order.state.value}"

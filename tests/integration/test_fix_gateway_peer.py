@@ -6,7 +6,6 @@ what the executor actor feeds its pair trades.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterator
 

@@ -1,6 +1,6 @@
 """Margin watch keeps the desk's true positions: fills the executor learnt from a
 status answer after a lost report count too, and a kill -9 of marginwatch loses
-none of them (it rebuilds from the journal and the executor's fill stream)."""
+none of them (it takes the executor's durable execution stream again from its first event)."""
 
 from __future__ import annotations
 

@@ -29,10 +29,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import msgspec
 import pytest
 import zmq
 
-from bus.messages import (Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side,
+from bus import topics
+
+from bus.messages import (Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side, StreamEvent,
                           Signal, SignalLeg)
 from bus.pubsub import Publisher
 from configs.load import load_config
@@ -40,7 +43,6 @@ from configs.schema import Config
 from helpers import BusTap, drill, wait_for, write_config, xmc
 
 PAIR = "hsi_mhi"
-TERMINAL = {"COMPLETED", "CANCELLED", "ROLLED_BACK", "BROKEN"}
 LEVELS = [RiskLevel.NORMAL, RiskLevel.WARN, RiskLevel.REDUCE_ONLY, RiskLevel.HALTED]
 
 
@@ -164,6 +166,8 @@ class Bus(BusTap):
     def pump(self) -> None:
         """Read every frame already queued (never blocks)."""
         for _, env in self.read():
+            if isinstance(env.body, StreamEvent):  # the execution stream: its events as they come
+                env = msgspec.structs.replace(env, body=env.body.body)
             if isinstance(env.body, Quote):
                 self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
             else:
@@ -236,7 +240,7 @@ def log_events(run_dir: Path, name: str, *events: str) -> list[dict]:
 
 
 def final_trades(bus: Bus) -> dict[str, PairTradeEvent]:
-    """The last transition of every pair trade seen on exec.trade (signal rejections left out)."""
+    """The last transition of every pair trade seen on the execution stream (signal rejections left out)."""
     out: dict[str, PairTradeEvent] = {}
     for ev in bus.trade_events():
         if ev.trade_id:
@@ -250,7 +254,7 @@ def assert_settled_never_broken(bus: Bus, run_dir: Path) -> dict[str, PairTradeE
     assert opened, "the executor opened no trade"
     broken = [e for e in bus.trade_events() if e.state == "BROKEN"]
     assert not broken, f"BROKEN trades: {broken}"
-    last = wait_for(lambda: (f := final_trades(bus)) and all(f.get(t) and f[t].state in TERMINAL for t in opened) and f,
+    last = wait_for(lambda: (f := final_trades(bus)) and all(f.get(t) and f[t].state.terminal for t in opened) and f,
                     30, f"trades {opened} terminal")
     for t in opened:
         ev = last[t]
@@ -278,14 +282,14 @@ def _run(tmp_path: Path, run_dir: Path, body: str, subs: dict[str, list[str]]) -
 @pytest.fixture
 def falling_run(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Config, Bus]]:
     yield from _run(tmp_path, run_dir, FALLING, {
-        "marginwatch": ["risk.state"], "executor": ["exec.trade.", "hb."], "trigger": ["hb."],
+        "marginwatch": ["risk.state"], "executor": [topics.EXEC_STREAM, "hb."], "trigger": ["hb."],
         "ingest_hkex": ["md.HKEX."]})
 
 
 @pytest.fixture
 def kill_run(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Config, Bus]]:
     yield from _run(tmp_path, run_dir, KILL, {
-        "marginwatch": ["risk.state"], "executor": ["exec.trade.", "hb."], "ingest_hkex": ["md.HKEX."]})
+        "marginwatch": ["risk.state"], "executor": [topics.EXEC_STREAM, "hb."], "ingest_hkex": ["md.HKEX."]})
 
 
 def _rank_in(reason: str) -> int:
@@ -366,7 +370,7 @@ def test_falling_market_escalates_warn_reduce_only_halted_and_trigger_and_execut
     closing = [e for e in bus.trade_events() if e.signal_id == inflight[0]]
     assert closing and closing[0].trade_id, closing
     closing_id = closing[0].trade_id
-    last = wait_for(lambda: (t := final_trades(bus).get(closing_id)) and t.state in TERMINAL and t, 30,
+    last = wait_for(lambda: (t := final_trades(bus).get(closing_id)) and t.state.terminal and t, 30,
                     "the closing trade terminal")
     assert last.state == "CANCELLED" and [l.net_qty for l in last.legs] == [0, 0], last
     assert any(e.reason.startswith("RISK_REDUCE_ONLY: ") for e in closing), [(e.transition, e.reason) for e in closing]
@@ -408,7 +412,7 @@ def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
 
     inflight = wait_for(leg_a_filled, 20, "leg A of the desk trade filled")
     trade_id = inflight.trade_id
-    assert inflight.state not in TERMINAL, inflight
+    assert not inflight.state.terminal, inflight
 
     xmc("halt", "--reason", "drill", run_dir=run_dir, check=True)
     wait_for(lambda: bus.level("executor") == RiskLevel.HALTED.rank, 15, "executor at HALTED")
@@ -423,7 +427,7 @@ def test_kill_switch_rolls_back_the_trade_in_flight_and_opens_no_new_one(
     got = wait_for(refused, 15, "desk signals refused under the kill switch")
     assert [e.reason for e in got] == ["RISK_STATE: state=HALTED closing=False", "RISK_STATE: state=HALTED closing=True"]
 
-    last = wait_for(lambda: (t := final_trades(bus).get(trade_id)) and t.state in TERMINAL and t, 30,
+    last = wait_for(lambda: (t := final_trades(bus).get(trade_id)) and t.state.terminal and t, 30,
                     "the trade in flight terminal")
     assert last.state == "ROLLED_BACK", last
     transitions = [e.transition for e in bus.trade_events() if e.trade_id == trade_id]

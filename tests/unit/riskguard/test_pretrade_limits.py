@@ -5,6 +5,7 @@ import pytest
 
 from bus.messages import OrderPurpose, OrderRequest, Side
 from configs.schema import AccountCfg, LimitsCfg, SubAccountCfg
+from execution.positions import PositionBook
 from riskguard.limits import PreTradeLimits
 
 MID = 556.0  # au, tick 0.02, multiplier 1000, CNY
@@ -33,7 +34,16 @@ def accounts(demo):
 
 
 def limits(demo, accounts, **kw) -> PreTradeLimits:
-    return PreTradeLimits(LimitsCfg(**kw), demo.instruments, accounts)
+    return PreTradeLimits(LimitsCfg(**kw), demo.instruments, accounts, book=PositionBook({"au_gc": (3, 1)}))
+
+
+def held(lim: PreTradeLimits, instrument: str, qty: int) -> None:
+    """The position book the limits read now holds `qty` more lots of `instrument`."""
+    lim.book.move("cn", instrument, qty)
+
+
+def held_units(lim: PreTradeLimits, pair: str, units: int) -> None:
+    lim.book._units[pair] = lim.book.units(pair) + units
 
 
 def check(lim: PreTradeLimits, o: OrderRequest, now_ns: int = 0, mid: float | None = MID,
@@ -81,22 +91,22 @@ def test_open_order_without_quote_denied(demo, accounts):
 
 def test_position_past_max_denied_and_reduction_passes(demo, accounts):
     lim = limits(demo, accounts, max_position=100)
-    lim.on_fill("au", Side.BUY, 95)
+    held(lim, "au", 95)
     assert check(lim, order(qty=5)) is None  # exactly at max
-    lim.on_fill("au", Side.BUY, 5)
+    held(lim, "au", 5)
     assert check(lim, order(qty=1)) == "LIMIT_POSITION: instrument=au position=100 order=1 max=100"
     assert check(lim, order(side=Side.SELL, qty=10)) is None
 
 
 def test_position_flip_past_max_denied(demo, accounts):
     lim = limits(demo, accounts, max_position=100, max_order_qty=500)
-    lim.on_fill("au", Side.BUY, 10)
+    held(lim, "au", 10)
     assert check(lim, order(side=Side.SELL, qty=120)).startswith("LIMIT_POSITION: instrument=au position=10 order=-120")
 
 
 def test_pair_position_past_max_denied_and_unwind_passes(demo, accounts):
     lim = limits(demo, accounts, max_pair_position=20)
-    lim.on_pair_units("au_gc", 20)
+    held_units(lim, "au_gc", 20)
     assert lim.check_pair("au_gc", 1) == "LIMIT_PAIR_POSITION: pair=au_gc units=20 delta=1 max=20"
     assert lim.check_pair("au_gc", -1) is None
     assert check(lim, order(), pair="au_gc", pair_delta=1).startswith("LIMIT_PAIR_POSITION:")
@@ -158,7 +168,7 @@ def test_unknown_instrument_and_wrong_venue_denied(demo, accounts):
 @pytest.mark.parametrize("purpose", [OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN])
 def test_reducing_order_passes_every_exposure_limit(demo, accounts, purpose):
     lim = limits(demo, accounts, max_position=10, max_orders_per_s=1, max_order_notional=1.0)
-    lim.on_fill("au", Side.BUY, 10)
+    held(lim, "au", 10)
     assert check(lim, order(purpose=purpose, side=Side.SELL)) is None  # uses the whole rate budget
     o = order(purpose=purpose, qty=60, price=MID + 50.0, account="cn-b")
     assert check(lim, o, mid=None, fx=None) is None
@@ -185,7 +195,7 @@ def test_resubmit_is_checked_like_open(demo, accounts):
 
 def test_every_denial_reason_has_category_condition_format(demo, accounts, reason_format):
     lim = limits(demo, accounts, max_orders_per_s=1, max_position=1, max_pair_position=1)
-    lim.on_pair_units("au_gc", 1)
+    held_units(lim, "au_gc", 1)
     reasons = [
         check(lim, order(qty=60)),
         check(lim, order(qty=2)),
@@ -209,12 +219,12 @@ def test_every_denial_reason_has_category_condition_format(demo, accounts, reaso
 
 
 def test_from_config_uses_risk_limits(demo):
-    lim = PreTradeLimits.from_config(demo)
+    lim = PreTradeLimits.from_config(demo, PositionBook({}))
     assert lim.cfg == demo.risk.limits
     assert lim.check(order(account="cn"), 0, MID, CNY_USD) is None
 
 
 def test_accounts_without_sub_accounts(demo):
     accounts = {"cn": AccountCfg(currency="CNY", balance=1.0, venues=["SHFE"])}
-    lim = PreTradeLimits(LimitsCfg(), demo.instruments, accounts)
+    lim = PreTradeLimits(LimitsCfg(), demo.instruments, accounts, book=PositionBook({}))
     assert lim.check(order(account="cn"), 0, MID, CNY_USD) is None

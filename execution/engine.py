@@ -1,0 +1,528 @@
+"""The execution engine: signals become pair trades, reports and timers drive them, nothing leaves unlogged.
+
+Pure: no sockets and no clock (every input carries ``now``). It owns the pair trades, the
+child-order router, the pre-trade limits, the position book, the write-ahead log and the
+durable execution stream. The executor actor is a thin adapter: it feeds inputs in and
+carries out the effects that come back, in order.
+
+One rule, applied in `_commit` and nowhere else (the log's protocol is in `execution.wal`):
+an input is worked out in memory in full (the trade's actions, the limits' verdicts, child
+orders, stream events), then the input, every order it sends and every stream event it
+makes are written to the log **in one write**, and only then are the effects returned.
+So an order never leaves and an event is never published without its record; after
+``kill -9`` the log replays to the same trades, the same positions and the same stream.
+
+Effects, in the order the adapter must carry them out: venue requests first (`SendWire`,
+`CancelWire`, `QueryWire`), then `Emit` (durable stream events, already logged),
+`Publish` (best-effort bus messages) and `RequestHalt`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Union
+
+import msgspec
+
+from bus import topics
+from bus.messages import (Alert, CancelRequest, ExecType, FxRate, Message, OrderEvent, OrderPurpose, OrderRequest,
+                          PairTradeEvent, Positions, RejectCode, RiskLevel, Severity, Side, Signal, SignalLeg, StatusRequest,
+                          StreamEvent, TradeState)
+from configs.schema import Config
+from execution.allocation import Allocator
+from execution.childorders import ChildRouter, parent_of, session_down
+from execution.ids import TradeIds, parse_cl_ord_id
+from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairParams, PairTrade, QueryStatus, RaiseAlert,
+                                 RequestHalt, SendOrder, SignalInvalid, Transition, marketable_limit, params_from_config)
+from execution.positions import PositionBook
+from execution.wal import (ChildSent, Halted, OrderSent, RecoveredState, ReportApplied, Resumed, Streamed, TimerFired,
+                           TradeClosed, TradeOpened, WalRecord, WriteAheadLog, encode_frame, recover_records)
+from riskguard.fx import FxTable
+from riskguard.limits import PreTradeLimits
+
+TRADE_PREFIX = "T"
+KEEP_DONE = 5000  # settled trades kept in memory for late reports
+STREAM_BATCH = 2000  # events per answer to "everything since N"
+
+
+class SendWire(msgspec.Struct, frozen=True, kw_only=True):
+    """Hand an order to its venue's session (it is in the log)."""
+
+    order: OrderRequest
+
+
+class CancelWire(msgspec.Struct, frozen=True, kw_only=True):
+    req: CancelRequest
+    trade_id: str
+
+
+class QueryWire(msgspec.Struct, frozen=True, kw_only=True):
+    req: StatusRequest
+    trade_id: str
+
+
+class Emit(msgspec.Struct, frozen=True, kw_only=True):
+    """Publish an event of the durable execution stream (it is in the log)."""
+
+    event: StreamEvent
+
+
+class Publish(msgspec.Struct, frozen=True, kw_only=True):
+    """Publish a best-effort bus message (alerts, denials)."""
+
+    topic: str
+    msg: Message
+
+
+Effect = Union[SendWire, CancelWire, QueryWire, Emit, Publish, RequestHalt]
+WIRE = (SendWire, CancelWire, QueryWire)
+
+
+class _NullLog:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+@dataclass(slots=True)
+class _Step:
+    """What one input makes: records to log, then venue requests, then the rest."""
+
+    records: list[WalRecord] = field(default_factory=list)
+    wire: list[Effect] = field(default_factory=list)
+    after: list[Effect] = field(default_factory=list)
+    positions_moved: bool = False
+
+
+class ExecutionEngine:
+    """Pair trades, limits, positions and the stream of one executor, over one write-ahead log."""
+
+    def __init__(self, cfg: Config, wal: WriteAheadLog, *, params: dict[str, PairParams] | None = None,
+                 log: Any = None, actor: str = "executor") -> None:
+        """Rebuild everything the log holds (open trades, positions, the stream); call `resume`
+        next to carry on the open trades."""
+        self.cfg = cfg
+        self.wal = wal
+        self.actor = actor
+        self.log = log if log is not None else _NullLog()
+        self.params = params if params is not None else params_from_config(cfg)
+        self.book = PositionBook({n: (p.a.ratio, p.b.ratio) for n, p in self.params.items()})
+        self.limits = PreTradeLimits.from_config(cfg, self.book)
+        self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
+        self.router = ChildRouter({n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts},
+                                  {n: a.iceberg_visible for n, a in cfg.accounts.items()})
+        self.level = RiskLevel.NORMAL
+        self.touch: dict[str, tuple[float, float]] = {}  # instrument -> (bid, ask), for limit unwinds
+        self.trades: dict[str, PairTrade] = {}
+        self.open: set[str] = set()
+        self.done: deque[str] = deque()
+        self.signal_seen: set[str] = set()
+        self.stream: list[StreamEvent] = []  # stream[i].seq == i + 1
+        self.stats = {"signals": 0, "rejected": 0, "reports": 0, "fills": 0, "denied": 0, "orphan_reports": 0,
+                      "recovered": 0}
+        self._fill_avg: dict[str, tuple[int, float]] = {}  # cl_ord_id -> (qty, avg price) in the stream
+        self.recovered = self._recover()
+        self.ids = TradeIds(TRADE_PREFIX, self.recovered.next_trade_n)
+        self._shadow_limits = PreTradeLimits.from_config(cfg, self.book)
+        self._rehearsal = self._rehearsal_signals()
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def _recover(self) -> RecoveredState:
+        records = self.wal.records
+        rec_state = recover_records(records, self.params, self.wal.scan)
+        open_ids = rec_state.trades
+        self.recovered_orders: list[OrderRequest] = []  # sent orders of open trades (gateways name them)
+        for rec in records:
+            if isinstance(rec, Streamed):
+                self._absorb(rec.event)
+            elif isinstance(rec, TradeOpened):  # a signal is traded once, even if it comes again after a restart
+                self.signal_seen.add(rec.signal.signal_id)
+            elif isinstance(rec, ChildSent) and rec.order.trade_id in open_ids:
+                self.router.restore(rec.parent, rec.order)
+            elif isinstance(rec, ReportApplied) and rec.trade_id in open_ids and rec.report.exec_type is ExecType.FILL:
+                self.router.restore_fill(rec.report)
+            if isinstance(rec, (OrderSent, ChildSent)) and rec.order.trade_id in open_ids:
+                self.recovered_orders.append(rec.order)
+        for trade in open_ids.values():
+            for view in trade.order_views():
+                if view.cancel_requested:
+                    self.router.restore_cancel(view.cl_ord_id)
+        self.trades.update(open_ids)
+        self.open.update(open_ids)
+        return rec_state
+
+    def _absorb(self, ev: StreamEvent) -> bool:
+        """A stream event into the engine's state (written now, or read back from the log);
+        True if it moved the positions."""
+        if ev.seq != len(self.stream) + 1:
+            self.log.error("stream_seq_unexpected", seq=ev.seq, expected=len(self.stream) + 1)
+        self.stream.append(ev)
+        body = ev.body
+        if isinstance(body, OrderEvent):
+            self.book.on_fill(body)
+            self._fill_avg[body.cl_ord_id] = (body.cum_qty, body.avg_px if body.avg_px > 0 else body.last_px)
+            return True
+        if isinstance(body, PairTradeEvent):
+            return self.book.on_trade(body)
+        return False
+
+    def resume(self, now: int) -> list[Effect]:
+        """Carry on the trades the log left open: in-doubt orders asked about, unsent ones sent."""
+        rec = self.recovered
+        if not rec.trades:
+            return []
+        self.log.warning("executor_recovering", open_trades=len(rec.trades), in_doubt=len(rec.in_doubt),
+                         to_send=len(rec.to_send), errors=list(rec.errors), stream_head=self.head)
+        step = _Step([Resumed(now_ns=now)])
+        for trade_id, action in rec.resume(now):
+            self._run(step, self.trades[trade_id], [action], now)
+        self.stats["recovered"] = len(rec.trades)
+        return self._commit(step)
+
+    # ---- the stream ------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """The newest stream seq (0: nothing yet)."""
+        return len(self.stream)
+
+    def since(self, seq: int, limit: int = 0) -> tuple[StreamEvent, ...]:
+        """Stream events after `seq`, oldest first, at most `limit` (0: `STREAM_BATCH`)."""
+        start = max(0, seq)
+        return tuple(self.stream[start:start + (limit or STREAM_BATCH)])
+
+    def positions(self) -> Positions:
+        return self.book.view()
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def on_signal(self, sig: Signal, now: int, venues_down: Iterable[str] = ()) -> list[Effect]:
+        """A signal from the trigger: a new pair trade and its entry orders, or a refusal."""
+        if sig.signal_id in self.signal_seen:  # a repeat (the trigger re-sends one it heard nothing about)
+            self.log.info("signal_repeated", signal_id=sig.signal_id, pair=sig.pair)
+            return []
+        self.stats["signals"] += 1
+        reason = self._refuse(sig, now, venues_down)
+        if reason is not None:
+            return self._reject_signal(sig, reason, now)
+        params = self.params[sig.pair]
+        trade_id = self.ids.next()
+        try:
+            trade = PairTrade(trade_id, sig, params)
+        except SignalInvalid as exc:
+            return self._reject_signal(sig, str(exc), now)
+        self.signal_seen.add(sig.signal_id)
+        self.trades[trade_id] = trade
+        self.open.add(trade_id)
+        step = _Step([TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=now)])
+        self._run(step, trade, trade.start(now), now)
+        self.log.info("trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
+                      direction=sig.direction.value, closing=sig.closing)
+        return self._commit(step)
+
+    def on_report(self, ev: OrderEvent, now: int) -> list[Effect]:
+        """An execution report from a venue (or a gateway's local answer), `recv_ns` stamped."""
+        self.stats["reports"] += 1
+        if ev.exec_type is ExecType.FILL and ev.last_qty > 0:
+            self.stats["fills"] += 1
+        step = _Step()
+        parent_id = parent_of(ev.cl_ord_id)
+        if parent_id is not None:  # a child: what it means for its parent goes to the trade
+            events, more = self.router.on_report(ev)
+            trade = self._trade_of(parent_id)
+            if trade is None:
+                self._orphan(step, ev)
+                return self._commit(step)
+            self.log.info("child_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                          last_qty=ev.last_qty, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
+            parent_req = self.router.parent_request(parent_id)
+            if more and parent_req is not None:  # the next iceberg slices
+                step.records += [ChildSent(parent=parent_req, order=c) for c in more]
+                step.wire += [SendWire(order=c) for c in more]
+            for pev in events:
+                self._apply_report(step, trade, msgspec.structs.replace(pev, recv_ns=ev.recv_ns), now)
+        else:
+            trade = self._trade_of(ev.cl_ord_id)
+            if trade is None:
+                self._orphan(step, ev)
+                return self._commit(step)
+            if session_down(ev) and self._order_status(trade, ev.cl_ord_id) is not OrderStatus.SENT:
+                # a status or cancel that never reached the venue: the order stays in doubt, asked again
+                self.log.warning("answer_session_down", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id,
+                                 reason=ev.reason)
+                return []
+            self._apply_report(step, trade, ev, now)
+        return self._commit(step)
+
+    def on_timer(self, now: int) -> list[Effect]:
+        """Every trade whose deadline is due (one write per trade, so one trade's bug stops no other)."""
+        out: list[Effect] = []
+        for trade_id in sorted(self.open):
+            trade = self.trades[trade_id]
+            due = trade.next_deadline_ns()
+            if due is not None and due <= now:
+                step = _Step([TimerFired(trade_id=trade_id, now_ns=now)])
+                self._run(step, trade, trade.on_timer(now), now)
+                out += self._commit(step)
+        return out
+
+    def halt(self, now: int, reason: str) -> list[Effect]:
+        """Stop every open trade (REDUCE_ONLY, HALTED, kill switch, shutdown): unwinds go out."""
+        if not self.open:
+            return []
+        step = _Step([Halted(now_ns=now, reason=reason)])
+        for trade_id in sorted(self.open):
+            trade = self.trades[trade_id]
+            self._run(step, trade, trade.halt(now, reason), now)
+        return self._commit(step)
+
+    def query_in_doubt(self, venue: str, now: int) -> list[Effect]:
+        """A session (re)logged on: ask about every order on it whose fate is unknown."""
+        step = _Step()
+        for trade_id in sorted(self.open):
+            trade = self.trades[trade_id]
+            for view in trade.order_views():
+                if view.status is OrderStatus.IN_DOUBT and getattr(trade.params, view.leg).venue == venue:
+                    self._act(step, trade, QueryStatus(query=StatusRequest(cl_ord_id=view.cl_ord_id, venue=venue)), now)
+        return self._commit(step)
+
+    def on_fx(self, rate: FxRate) -> None:
+        self.fx.on_fx(rate)
+
+    def fx_recv_ns(self, pair: str) -> int:
+        """When the rate of `pair` in use was received (0: none yet)."""
+        return self.fx.received_ns(pair)
+
+    def next_deadline(self) -> int | None:
+        """The earliest time `on_timer` has work to do (None: no open trade waits on time)."""
+        dues = [d for t in self.open if (d := self.trades[t].next_deadline_ns()) is not None]
+        return min(dues) if dues else None
+
+    # ---- the one write -----------------------------------------------------------------------
+
+    def _commit(self, step: _Step) -> list[Effect]:
+        if step.positions_moved:
+            self._emit(step, self.book.view())
+        if step.records:
+            self.wal.append_many(step.records)
+        return step.wire + step.after if step.after else step.wire
+
+    def _emit(self, step: _Step, body: OrderEvent | PairTradeEvent | Positions) -> None:
+        ev = StreamEvent(seq=len(self.stream) + 1, body=body)
+        if self._absorb(ev):
+            step.positions_moved = True
+        step.records.append(Streamed(event=ev))
+        step.after.append(Emit(event=ev))
+
+    # ---- refusals --------------------------------------------------------------------------
+
+    def _refuse(self, sig: Signal, now: int, venues_down: Iterable[str]) -> str | None:
+        if sig.pair not in self.params:
+            return f"SIGNAL_PAIR_UNKNOWN: pair={sig.pair}"
+        if 0 < sig.expiry_ns < now:
+            return f"SIGNAL_EXPIRED: age_us={(now - sig.signal_ns) / 1e3:.0f}"
+        level = self.level
+        if level is RiskLevel.HALTED or (level is not RiskLevel.NORMAL and not sig.closing):
+            return f"RISK_STATE: state={level.value} closing={sig.closing}"
+        p = self.params[sig.pair]
+        legs = sorted(leg.instrument for leg in sig.legs)
+        if legs != sorted((p.a.instrument, p.b.instrument)):
+            return f"SIGNAL_LEGS: pair={sig.pair} legs={','.join(legs)} want={p.a.instrument},{p.b.instrument}"
+        busy = [t for t in self.open if self.trades[t].pair == sig.pair]
+        if busy:
+            return f"EXEC_PAIR_BUSY: pair={sig.pair} trade_id={busy[0]}"
+        down = set(venues_down)
+        for leg in (p.a, p.b):
+            if leg.venue in down:
+                return f"{RejectCode.SESSION_DOWN}: venue={leg.venue} instrument={leg.instrument}"
+        doubt = {i for t in self.open for i in self.trades[t].instruments_in_doubt()}
+        for inst in (p.a.instrument, p.b.instrument):
+            if inst in doubt:
+                return f"EXEC_IN_DOUBT: instrument={inst}"
+        units = sig.legs[0].qty // max(1, p.a.ratio) * sig.direction.sign
+        return self.limits.check_pair(sig.pair, units)
+
+    def _reject_signal(self, sig: Signal, reason: str, now: int) -> list[Effect]:
+        self.stats["rejected"] += 1
+        self.log.info("signal_rejected", signal_id=sig.signal_id, pair=sig.pair, reason=reason)
+        step = _Step()
+        self._emit(step, PairTradeEvent(
+            trade_id="", pair=sig.pair, state=TradeState.REJECTED, prev_state=None, transition="signal_rejected",
+            direction=sig.direction, legs=(), reason=reason, signal_id=sig.signal_id, tick_recv_ns=sig.tick_recv_ns,
+            ts_ns=now))
+        return self._commit(step)
+
+    # ---- reports ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _order_status(trade: PairTrade, cl_ord_id: str) -> OrderStatus | None:
+        return next((o.status for o in trade.order_views() if o.cl_ord_id == cl_ord_id), None)
+
+    @staticmethod
+    def _filled(trade: PairTrade, cl_ord_id: str) -> int:
+        return next((o.filled_qty for o in trade.order_views() if o.cl_ord_id == cl_ord_id), 0)
+
+    def _trade_of(self, cl_ord_id: str) -> PairTrade | None:
+        parsed = parse_cl_ord_id(cl_ord_id)
+        trade = self.trades.get(parsed.trade_id) if parsed is not None else None
+        return trade if trade is not None and trade.owns(cl_ord_id) else None
+
+    def _orphan(self, step: _Step, ev: OrderEvent) -> None:
+        self.stats["orphan_reports"] += 1
+        severity = "error" if ev.exec_type is ExecType.FILL else "warning"
+        getattr(self.log, severity)("report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                                    last_qty=ev.last_qty, reason=ev.reason)
+        if ev.exec_type is ExecType.FILL:
+            self._alert(step, Severity.CRITICAL, f"EXEC_ORPHAN_FILL: cl_ord_id={ev.cl_ord_id} qty={ev.last_qty}", "",
+                        ev.recv_ns)
+
+    def _apply_report(self, step: _Step, trade: PairTrade, ev: OrderEvent, now: int) -> None:
+        """A report of one of the trade's own orders: logged (with the step), applied, fills streamed."""
+        self.log.info("order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                      last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty,
+                      reason=ev.reason)
+        before = self._filled(trade, ev.cl_ord_id)
+        step.records.append(ReportApplied(trade_id=trade.trade_id, report=ev, now_ns=now))
+        actions = trade.on_report(ev, now)
+        self._fill_event(step, trade, ev, before, self._filled(trade, ev.cl_ord_id))
+        self._run(step, trade, actions, now)
+
+    def _fill_event(self, step: _Step, trade: PairTrade, ev: OrderEvent, before: int, after: int) -> None:
+        """What the trade now holds more of, however the venue told us (a FILL, or a status or cancel
+        answer after a lost report), once: the stream's fills are what positions are made of."""
+        if after <= before:
+            return
+        qty = after - before
+        if ev.exec_type is ExecType.FILL and ev.last_qty == qty and ev.last_px > 0:
+            px = ev.last_px
+        else:  # from the cumulative average and what was already streamed for this order
+            prev_qty, prev_avg = self._fill_avg.get(ev.cl_ord_id, (before, ev.avg_px))
+            px = (after * ev.avg_px - prev_qty * prev_avg) / qty if ev.avg_px > 0 else ev.last_px
+        p = trade.params
+        account = p.a.account if ev.instrument == p.a.instrument else p.b.account
+        self._emit(step, msgspec.structs.replace(
+            ev, exec_type=ExecType.FILL, last_qty=qty, last_px=px, cum_qty=after, exec_id=f"{ev.cl_ord_id}#{after}",
+            account=account))
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    def _run(self, step: _Step, trade: PairTrade, actions: list[Action], now: int) -> None:
+        """A trade's actions into the step: orders (vetted, routed) first, then the rest."""
+        denied: list[tuple[OrderRequest, str]] = []
+        unplaced: list[OrderEvent] = []
+        for action in actions:
+            if not isinstance(action, SendOrder):
+                continue
+            order, denial = self._vet(trade, action.order, now)
+            if denial is not None:
+                denied.append((order, denial))
+                continue
+            step.records.append(OrderSent(order=order))
+            children, reject = self.router.route(order)  # sub-accounts and iceberg slices
+            if reject is not None:
+                unplaced.append(msgspec.structs.replace(reject, recv_ns=now))
+            elif children != [order]:
+                step.records += [ChildSent(parent=order, order=c) for c in children]
+            step.wire += [SendWire(order=c) for c in children]
+        for action in actions:
+            if not isinstance(action, SendOrder):
+                self._act(step, trade, action, now)
+        for order, denial in denied:
+            self._deny(step, trade, order, denial, now)
+        for reject in unplaced:
+            self._apply_report(step, trade, reject, now)
+        self._settle(step, trade, now)
+
+    def _act(self, step: _Step, trade: PairTrade, action: Action, now: int) -> None:
+        if isinstance(action, SendOrder):
+            self._run(step, trade, [action], now)
+        elif isinstance(action, CancelOrder):
+            step.wire += [CancelWire(req=c, trade_id=trade.trade_id) for c in self.router.cancel(action.cancel)]
+        elif isinstance(action, QueryStatus):
+            step.wire += [QueryWire(req=q, trade_id=trade.trade_id) for q in self.router.status(action.query)]
+        elif isinstance(action, Transition):
+            ev = action.event
+            self._emit(step, ev)
+            log = self.log.error if ev.state is TradeState.BROKEN else self.log.info
+            log("trade_transition", trade_id=ev.trade_id, pair=ev.pair, state=ev.state.value,
+                prev_state=ev.prev_state.value if ev.prev_state is not None else "", transition=ev.transition,
+                reason=ev.reason)
+        elif isinstance(action, RaiseAlert):
+            step.after.append(Publish(topic=topics.RISK_ALERT, msg=action.alert))
+            self.log.error("trade_alert", trade_id=action.alert.trade_id, code=action.alert.code, text=action.alert.text)
+        elif isinstance(action, RequestHalt):
+            self.log.error("halt_requested", trade_id=trade.trade_id, reason=action.reason)
+            step.after.append(action)
+
+    def _settle(self, step: _Step, trade: PairTrade, now: int) -> None:
+        if trade.trade_id in self.open and trade.is_done:
+            self.open.discard(trade.trade_id)
+            step.records.append(TradeClosed(trade_id=trade.trade_id, state=trade.state.value, now_ns=now))
+            self.done.append(trade.trade_id)
+            while len(self.done) > KEEP_DONE:
+                old = self.done.popleft()
+                if old not in self.open:  # a late fill may have reopened it
+                    self.trades.pop(old, None)
+                    self.book.forget_settled(old)
+        elif trade.trade_id not in self.open and not trade.is_done:
+            self.open.add(trade.trade_id)  # a late fill reopened a settled trade
+
+    def _vet(self, trade: PairTrade, order: OrderRequest, now: int) -> tuple[OrderRequest, str | None]:
+        """Pre-trade limits and, for a limit unwind, its price; (order as it will leave, denial or None)."""
+        leg = next(l for l in trade.signal.legs if l.instrument == order.instrument)
+        if order.purpose in (OrderPurpose.OPEN, OrderPurpose.RESUBMIT):
+            inst = self.cfg.instruments[order.instrument]
+            fx = self.fx.try_rate(inst.currency, self.cfg.run.base_currency)
+            denial = self.limits.check(order, now, leg.limit_px, fx)
+            if denial is not None:
+                return order, denial
+        else:
+            self.limits.check(order, now, leg.limit_px, None)  # never blocks an unwind; counts in the rate window
+            book = self.touch.get(order.instrument) if order.price is not None else None
+            if book is not None:  # a limit unwind: `rollback_far_ticks` through the touch as it is now
+                tick = self.cfg.instruments[order.instrument].tick
+                price = marketable_limit(order.side, book[0], book[1], max(1, trade.params.rollback_far_ticks), tick)
+                order = msgspec.structs.replace(order, price=price)
+        return order, None
+
+    def _deny(self, step: _Step, trade: PairTrade, order: OrderRequest, denial: str, now: int) -> None:
+        """A denied order comes back to its trade as a venue-style REJECT (logged like any report)."""
+        self.stats["denied"] += 1
+        self.log.warning("order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
+        step.after.append(Publish(topic=topics.RISK_DENY, msg=Alert(
+            severity=Severity.WARNING, code=denial.split(":")[0], text=denial, actor=self.actor,
+            trade_id=trade.trade_id, ts_ns=now)))
+        reject = OrderEvent(cl_ord_id=order.cl_ord_id, exec_type=ExecType.REJECT, venue=order.venue,
+                            instrument=order.instrument, side=order.side, order_qty=order.qty, cum_qty=0,
+                            leaves_qty=0, reason=denial, recv_ns=now)
+        step.records.append(ReportApplied(trade_id=trade.trade_id, report=reject, now_ns=now))
+        self._run(step, trade, trade.on_report(reject, now), now)
+
+    def _alert(self, step: _Step, severity: Severity, text: str, trade_id: str, now: int) -> None:
+        step.after.append(Publish(topic=topics.RISK_ALERT, msg=Alert(
+            severity=severity, code=text.split(":")[0], text=text, actor=self.actor, trade_id=trade_id, ts_ns=now)))
+        self.log.error("exec_alert", trade_id=trade_id, text=text)
+
+    # ---- keeping the hot path warm -------------------------------------------------------------
+
+    def rehearse(self, now: int) -> None:
+        """Run a signal's path without effects (no log, no send) so code and data stay in the CPU
+        caches between sparse signals; a cold executor takes several times longer to send."""
+        for pair, sig in self._rehearsal.items():
+            trade = PairTrade("R000000", msgspec.structs.replace(sig, expiry_ns=now + 10**9), self.params[pair])
+            for action in trade.start(now):
+                if isinstance(action, SendOrder):
+                    o = action.order
+                    inst = self.cfg.instruments[o.instrument]
+                    self._shadow_limits.check(o, now, o.price, self.fx.try_rate(inst.currency, self.cfg.run.base_currency))
+                    encode_frame(OrderSent(order=o))
+
+    def _rehearsal_signals(self) -> dict[str, Signal]:
+        out = {}
+        for pair, p in self.params.items():
+            legs = tuple(SignalLeg(instrument=leg.instrument, side=side, qty=leg.ratio, limit_px=1.0)
+                         for leg, side in ((p.a, Side.BUY), (p.b, Side.SELL)))
+            out[pair] = Signal(signal_id="rehearsal", pair=pair, direction=Side.BUY, closing=False, legs=legs,
+                               spread=0.0, zscore=0.0, expiry_ns=0, tick_recv_ns=0, signal_ns=0)
+        return out
