@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import click
 import zmq
 
-from actors.supervisor import LIVE_STATES, Supervisor, read_status_file, run_dir_processes
+from actors.supervisor import Supervisor, read_status_file, run_dir_processes
 from feeds.fix.sessionview import sessions_from_detail
 from bus.command import CommandTimeout, call
-from bus.messages import CmdAck, Control
+from bus.messages import ActorState, CmdAck, Control
 from configs.load import ConfigInvalid, load_config
 from configs.schema import Config
 
@@ -167,10 +167,10 @@ def _up_detached(config: str, cfg: Config, run_dir: Path, duration: float | None
             except CliFailure:
                 status = {}
             states = {a["name"]: a["state"] for a in status.get("actors", [])}
-            faulted = sorted(n for n, s in states.items() if s == "faulted")
+            faulted = sorted(n for n, s in states.items() if s == ActorState.FAULTED)
             if faulted:
                 raise CliFailure(f"actors faulted: {', '.join(faulted)} (supervisor pid {proc.pid} still runs; see `xmc logs`)")
-            if states and all(s in LIVE_STATES for s in states.values()):
+            if states and all(ActorState(s).live for s in states.values()):
                 click.echo(f"xmc: {len(states)} actors ready, supervisor pid {proc.pid}, run dir {run_dir}")
                 return
         time.sleep(0.1)  # CLI waiting on another process; not test synchronisation

@@ -25,7 +25,7 @@ from bus.lockstep import StepBarrier
 from bus.messages import (CmdAck, Control, Envelope, FxRate, KillSwitch, Message, OrderEvent, Quote, RiskLevel,
                           RiskState, Severity, Alert, Signal, Step, StepDone, StreamBatch, StreamHead, StreamSince)
 from configs.schema import FixVenueCfg
-from execution.engine import STREAM_BATCH, CancelWire, Effect, Emit, ExecutionEngine, Publish, QueryWire, SendWire
+from execution.engine import STREAM_BATCH, CancelWire, Effect, Emit, ExecutionEngine, Log, Publish, QueryWire, SendWire
 from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
 from execution.pairtrade import RequestHalt, params_from_config
@@ -67,7 +67,7 @@ class ExecutorActor(Actor):
         self.wal = WriteAheadLog(wal_path)
         if self.wal.scan.reason:
             self.log.error("wal_torn_tail", reason=self.wal.scan.reason)
-        self.engine = ExecutionEngine(cfg, self.wal, params=params, log=self.log, actor=self.name)
+        self.engine = ExecutionEngine(cfg, self.wal, params=params, actor=self.name)
 
         actors = cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
@@ -355,6 +355,9 @@ class ExecutorActor(Actor):
             self.publish(topics.exec_order(o.venue), o)
             self.log.info("order_sent", trade_id=o.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument,
                           side=o.side.value, qty=o.qty, price=o.price, purpose=o.purpose.value, account=o.account)
+        for e in effects:  # the log lines last: formatting them never delays an order or an event
+            if isinstance(e, Log):
+                getattr(self.log, e.level)(e.event, **e.fields)
         return last_sent
 
     def _no_gateway(self, trade_id: str, cl_ord_id: str, venue: str) -> None:

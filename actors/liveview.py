@@ -22,7 +22,7 @@ from actors.supervisor import Supervisor
 from actors.tables import status_table
 from bus.codec import Codec, FrameError
 from bus import topics
-from bus.messages import MarginSnapshot, PairTradeEvent, Quote, RiskState, StreamEvent, TradeState
+from bus.messages import ActorState, MarginSnapshot, PairTradeEvent, Quote, RiskState, StreamEvent, TradeState
 
 
 class LiveView:
@@ -86,7 +86,7 @@ class LiveView:
         states = ", ".join(f"{k}={v}" for k, v in sorted(self._states().items())) or "none yet"
         risk = self.risk.state.value if self.risk else "?"
         util = f"{self.margin.total.utilisation:.1%}" if self.margin else "?"
-        alive = sum(1 for a in self.sup.actors.values() if a.state in ("ready", "running"))
+        alive = sum(1 for a in self.sup.actors.values() if a.state in (ActorState.READY, ActorState.RUNNING))
         return f"xmc: actors {alive}/{len(self.sup.actors)} up | trades {states} | risk {risk} | margin {util}"
 
     def render(self) -> Group:

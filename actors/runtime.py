@@ -8,7 +8,6 @@ socket is readable or the next timer is due (these hosts have 2 cores).
 
 from __future__ import annotations
 
-import enum
 import gc
 import heapq
 import os
@@ -24,7 +23,8 @@ from actors.logs import setup_logging
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import (CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest, ReplaySince, Replayed,
+from bus.messages import (ActorState, CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest,
+                          ReplaySince, Replayed,
                           StreamBatch, StreamEvent, StreamHead, StreamSince)
 from bus.pubsub import Inbound, Publisher, SeqStatus
 from bus.stream import StreamCursor
@@ -34,14 +34,7 @@ from configs.schema import ActorCfg, Config
 MAX_DRAIN = 2000  # frames read from one socket before the loop looks at the others
 
 
-class Lifecycle(str, enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    RUNNING = "running"
-    DEGRADED = "degraded"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAULTED = "faulted"
+Lifecycle = ActorState  # the runtime's name for it
 
 
 SubHandler = Callable[[str, Envelope], None]

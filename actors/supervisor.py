@@ -27,12 +27,11 @@ from actors.logs import setup_logging
 from bus.codec import FrameError
 from bus.command import CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import CmdAck, Control, Heartbeat, KillSwitch
+from bus.messages import ActorState, CmdAck, Control, Heartbeat, KillSwitch
 from configs.schema import Config
 
 HOT_KINDS = {"simex", "ingest", "trigger", "executor"}  # full scheduling priority
 PINNED_HOT = {"ingest", "trigger", "executor"}  # cpu_profile "latency": the tick's path shares CPU 0
-LIVE_STATES = {"ready", "running", "degraded"}
 STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {"journal"})
 
 
@@ -44,7 +43,7 @@ class ActorProc:
         self.kind = kind
         self.external = external  # started and restarted by someone else (docker-compose)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.state = "stopped"
+        self.state = ActorState.STOPPED
         self.restarts = 0
         self.crashes: collections.deque[float] = collections.deque()
         self.consecutive = 0
@@ -58,7 +57,7 @@ class ActorProc:
     @property
     def pid(self) -> int | None:
         if self.external:
-            return self.hb.pid if self.hb is not None and self.state in LIVE_STATES else None
+            return self.hb.pid if self.hb is not None and self.state.live else None
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def view(self, now: float) -> dict:
@@ -67,7 +66,7 @@ class ActorProc:
             "name": self.name,
             "kind": self.kind,
             "pid": self.pid,
-            "state": self.state,
+            "state": self.state.value,
             "restarts": self.restarts,
             "heartbeat_age_s": round(now - self.last_hb, 3) if self.last_hb else None,
             "msgs_in": hb.msgs_in if hb else 0,
@@ -119,7 +118,7 @@ class Supervisor:
         self.log.info("supervisor_started", config=self.config_path, actors=sorted(self.actors), external=self.external)
         for a in self.actors.values():
             if self.external:
-                a.state, a.started = "starting", time.monotonic()
+                a.state, a.started = ActorState.STARTING, time.monotonic()
             else:
                 self._spawn(a)
 
@@ -139,7 +138,7 @@ class Supervisor:
             env=env,
         )
         err.close()
-        a.state = "starting"
+        a.state = ActorState.STARTING
         a.started = time.monotonic()
         a.last_hb = 0.0
         a.hb = None
@@ -202,17 +201,17 @@ class Supervisor:
                 # a container restart may reuse the pid (pid 1): the actor's epoch tells a new process
                 if a.hb is not None and (body.pid != a.hb.pid or env.epoch != a.epoch):
                     a.restarts += 1
-                    a.state = "starting"
+                    a.state = ActorState.STARTING
                     self.log.warning("actor_restarted_externally", target=a.name, child_pid=body.pid)
             elif a.proc is None or body.pid != a.proc.pid:
                 continue  # a late heartbeat of a process already replaced
-            first_ready = a.state in ("starting", "stopped") and body.state in LIVE_STATES
+            first_ready = a.state in (ActorState.STARTING, ActorState.STOPPED) and body.state.live
             a.hb = body
             a.epoch = env.epoch
             a.last_hb = time.monotonic()
-            # "faulted" is the supervisor's verdict on a crash loop; an actor reporting its own start
+            # FAULTED is the supervisor's verdict on a crash loop; an actor reporting its own start
             # failure is about to exit and be restarted
-            if (a.state != "faulted" or a.external) and body.state != "faulted":
+            if (a.state != ActorState.FAULTED or a.external) and body.state != ActorState.FAULTED:
                 a.state = body.state
             if first_ready:
                 a.consecutive = 0
@@ -228,8 +227,8 @@ class Supervisor:
         run = self.cfg.run
         for a in self.actors.values():
             if a.external:
-                if a.state in LIVE_STATES and now - a.last_hb > run.heartbeat_timeout_s:
-                    a.state = "stopped"
+                if a.state.live and now - a.last_hb > run.heartbeat_timeout_s:
+                    a.state = ActorState.STOPPED
                     self.log.error("actor_silent", target=a.name, heartbeat_age_s=round(now - a.last_hb, 3),
                                    note="external actor: its restart is up to the container runtime")
                 continue
@@ -242,10 +241,10 @@ class Supervisor:
             if code is not None:
                 self._on_exit(a, code, now)
                 continue
-            if a.state == "starting" and now - a.started > run.ready_timeout_s:
+            if a.state == ActorState.STARTING and now - a.started > run.ready_timeout_s:
                 self.log.error("actor_not_ready", target=a.name, timeout_s=run.ready_timeout_s)
                 self._kill9(a)
-            elif a.state in LIVE_STATES and now - a.last_hb > run.heartbeat_timeout_s:
+            elif a.state.live and now - a.last_hb > run.heartbeat_timeout_s:
                 self.log.error("actor_silent", target=a.name, heartbeat_age_s=round(now - a.last_hb, 3))
                 self._kill9(a)
 
@@ -261,7 +260,7 @@ class Supervisor:
         if a.expected_exit:
             self.log.info("actor_restarting", target=a.name, exit_code=code)
             a.restart_due = now
-            a.state = "starting"
+            a.state = ActorState.STARTING
             return
         run = self.cfg.run
         a.crashes.append(now)
@@ -269,13 +268,13 @@ class Supervisor:
             a.crashes.popleft()
         a.consecutive += 1
         if len(a.crashes) >= run.max_restarts:
-            a.state = "faulted"
+            a.state = ActorState.FAULTED
             a.restart_due = None
             self.log.error("actor_faulted", target=a.name, exit_code=code, crashes=len(a.crashes), window_s=run.restart_window_s,
                            code="SUPERVISOR_FAULTED: actor=" + a.name)
             return
         backoff = min(run.restart_backoff_s * 2 ** (a.consecutive - 1), run.restart_backoff_max_s)
-        a.state = "starting"
+        a.state = ActorState.STARTING
         a.restart_due = now + backoff
         self.log.error("actor_crashed", target=a.name, exit_code=code, restart_in_s=round(backoff, 3), crashes=len(a.crashes))
 
@@ -349,7 +348,7 @@ class Supervisor:
         for kinds in STOP_ORDER:
             live = [a for a in self.actors.values() if a.kind in kinds and a.proc is not None and a.proc.poll() is None]
             for a in live:
-                a.state = "stopping"
+                a.state = ActorState.STOPPING
                 a.proc.terminate()  # type: ignore[union-attr]
             deadline = time.monotonic() + self.cfg.run.stop_timeout_s
             for a in live:
@@ -359,10 +358,10 @@ class Supervisor:
                     self.log.error("actor_stop_timeout", target=a.name)
                     self._kill9(a)
                     a.proc.wait()  # type: ignore[union-attr]
-        faulted = [a.name for a in self.actors.values() if a.state == "faulted"]
+        faulted = [a.name for a in self.actors.values() if a.state == ActorState.FAULTED]
         for a in self.actors.values():
-            if a.state != "faulted":
-                a.state = "stopped"
+            if a.state != ActorState.FAULTED:
+                a.state = ActorState.STOPPED
             a.proc = None
         self.write_status()
         self.ctl_sock.close(0)

@@ -105,6 +105,23 @@ class RejectCode(enum.StrEnum):
         return reason.startswith(self.value)
 
 
+class ActorState(str, enum.Enum):
+    """An actor's lifecycle: starting → ready → running ⇄ degraded → stopping → stopped, or faulted."""
+
+    STARTING = "starting"
+    READY = "ready"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAULTED = "faulted"
+
+    @property
+    def live(self) -> bool:
+        """Up and heartbeating (ready, running or degraded)."""
+        return self in (ActorState.READY, ActorState.RUNNING, ActorState.DEGRADED)
+
+
 class Severity(str, enum.Enum):
     INFO = "INFO"
     WARNING = "WARNING"
@@ -387,7 +404,7 @@ class KillSwitch(_Msg):
 class Heartbeat(_Msg):
     actor: str
     pid: int
-    state: str
+    state: ActorState
     msgs_in: int
     msgs_out: int
     decode_errors: int

@@ -14,7 +14,8 @@ So an order never leaves and an event is never published without its record; aft
 
 Effects, in the order the adapter must carry them out: venue requests first (`SendWire`,
 `CancelWire`, `QueryWire`), then `Emit` (durable stream events, already logged),
-`Publish` (best-effort bus messages) and `RequestHalt`.
+`Publish` (best-effort bus messages) and `RequestHalt`, and last `Log` (the operator's log
+lines: formatting them never delays an order).
 """
 
 from __future__ import annotations
@@ -75,13 +76,16 @@ class Publish(msgspec.Struct, frozen=True, kw_only=True):
     msg: Message
 
 
-Effect = Union[SendWire, CancelWire, QueryWire, Emit, Publish, RequestHalt]
+class Log(msgspec.Struct, frozen=True, kw_only=True):
+    """A line for the operator's log (structlog: ``level``, stable ``event`` name, ids in ``fields``)."""
+
+    level: str  # info, warning, error
+    event: str
+    fields: dict[str, Any]
+
+
+Effect = Union[SendWire, CancelWire, QueryWire, Emit, Publish, RequestHalt, Log]
 WIRE = (SendWire, CancelWire, QueryWire)
-
-
-class _NullLog:
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a, **k: None
 
 
 @dataclass(slots=True)
@@ -98,13 +102,13 @@ class ExecutionEngine:
     """Pair trades, limits, positions and the stream of one executor, over one write-ahead log."""
 
     def __init__(self, cfg: Config, wal: WriteAheadLog, *, params: dict[str, PairParams] | None = None,
-                 log: Any = None, actor: str = "executor") -> None:
+                 actor: str = "executor") -> None:
         """Rebuild everything the log holds (open trades, positions, the stream); call `resume`
-        next to carry on the open trades."""
+        next to carry on the open trades (and to get what recovery has to say)."""
         self.cfg = cfg
         self.wal = wal
         self.actor = actor
-        self.log = log if log is not None else _NullLog()
+        self._logs: list[Log] = []
         self.params = params if params is not None else params_from_config(cfg)
         self.book = PositionBook({n: (p.a.ratio, p.b.ratio) for n, p in self.params.items()})
         self.limits = PreTradeLimits.from_config(cfg, self.book)
@@ -156,7 +160,7 @@ class ExecutionEngine:
         """A stream event into the engine's state (written now, or read back from the log);
         True if it moved the positions."""
         if ev.seq != len(self.stream) + 1:
-            self.log.error("stream_seq_unexpected", seq=ev.seq, expected=len(self.stream) + 1)
+            self._log("error", "stream_seq_unexpected", seq=ev.seq, expected=len(self.stream) + 1)
         self.stream.append(ev)
         body = ev.body
         if isinstance(body, OrderEvent):
@@ -171,9 +175,9 @@ class ExecutionEngine:
         """Carry on the trades the log left open: in-doubt orders asked about, unsent ones sent."""
         rec = self.recovered
         if not rec.trades:
-            return []
-        self.log.warning("executor_recovering", open_trades=len(rec.trades), in_doubt=len(rec.in_doubt),
-                         to_send=len(rec.to_send), errors=list(rec.errors), stream_head=self.head)
+            return self._take_logs()
+        self._log("warning", "executor_recovering", open_trades=len(rec.trades), in_doubt=len(rec.in_doubt),
+                  to_send=len(rec.to_send), errors=list(rec.errors), stream_head=self.head)
         step = _Step([Resumed(now_ns=now)])
         for trade_id, action in rec.resume(now):
             self._run(step, self.trades[trade_id], [action], now)
@@ -200,8 +204,8 @@ class ExecutionEngine:
     def on_signal(self, sig: Signal, now: int, venues_down: Iterable[str] = ()) -> list[Effect]:
         """A signal from the trigger: a new pair trade and its entry orders, or a refusal."""
         if sig.signal_id in self.signal_seen:  # a repeat (the trigger re-sends one it heard nothing about)
-            self.log.info("signal_repeated", signal_id=sig.signal_id, pair=sig.pair)
-            return []
+            self._log("info", "signal_repeated", signal_id=sig.signal_id, pair=sig.pair)
+            return self._take_logs()
         self.stats["signals"] += 1
         reason = self._refuse(sig, now, venues_down)
         if reason is not None:
@@ -217,8 +221,8 @@ class ExecutionEngine:
         self.open.add(trade_id)
         step = _Step([TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=now)])
         self._run(step, trade, trade.start(now), now)
-        self.log.info("trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
-                      direction=sig.direction.value, closing=sig.closing)
+        self._log("info", "trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
+                  direction=sig.direction.value, closing=sig.closing)
         return self._commit(step)
 
     def on_report(self, ev: OrderEvent, now: int) -> list[Effect]:
@@ -234,8 +238,9 @@ class ExecutionEngine:
             if trade is None:
                 self._orphan(step, ev)
                 return self._commit(step)
-            self.log.info("child_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
-                          last_qty=ev.last_qty, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty, reason=ev.reason)
+            self._log("info", "child_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id,
+                      exec_type=ev.exec_type.value, last_qty=ev.last_qty, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty,
+                      reason=ev.reason)
             parent_req = self.router.parent_request(parent_id)
             if more and parent_req is not None:  # the next iceberg slices
                 step.records += [ChildSent(parent=parent_req, order=c) for c in more]
@@ -249,23 +254,26 @@ class ExecutionEngine:
                 return self._commit(step)
             if session_down(ev) and self._order_status(trade, ev.cl_ord_id) is not OrderStatus.SENT:
                 # a status or cancel that never reached the venue: the order stays in doubt, asked again
-                self.log.warning("answer_session_down", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id,
-                                 reason=ev.reason)
-                return []
+                self._log("warning", "answer_session_down", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id,
+                          reason=ev.reason)
+                return self._take_logs()
             self._apply_report(step, trade, ev, now)
         return self._commit(step)
 
     def on_timer(self, now: int) -> list[Effect]:
         """Every trade whose deadline is due (one write per trade, so one trade's bug stops no other)."""
-        out: list[Effect] = []
+        wire: list[Effect] = []
+        after: list[Effect] = []
+        logs: list[Effect] = []
         for trade_id in sorted(self.open):
             trade = self.trades[trade_id]
             due = trade.next_deadline_ns()
             if due is not None and due <= now:
                 step = _Step([TimerFired(trade_id=trade_id, now_ns=now)])
                 self._run(step, trade, trade.on_timer(now), now)
-                out += self._commit(step)
-        return out
+                for e in self._commit(step):  # in the order of one input: requests, events, log lines
+                    (wire if isinstance(e, WIRE) else logs if isinstance(e, Log) else after).append(e)
+        return wire + after + logs
 
     def halt(self, now: int, reason: str) -> list[Effect]:
         """Stop every open trade (REDUCE_ONLY, HALTED, kill switch, shutdown): unwinds go out."""
@@ -306,7 +314,14 @@ class ExecutionEngine:
             self._emit(step, self.book.view())
         if step.records:
             self.wal.append_many(step.records)
-        return step.wire + step.after if step.after else step.wire
+        return step.wire + step.after + self._take_logs()
+
+    def _log(self, level: str, event: str, **fields: Any) -> None:
+        self._logs.append(Log(level=level, event=event, fields=fields))
+
+    def _take_logs(self) -> list[Effect]:
+        logs, self._logs = self._logs, []
+        return logs  # type: ignore[return-value]
 
     def _emit(self, step: _Step, body: OrderEvent | PairTradeEvent | Positions) -> None:
         ev = StreamEvent(seq=len(self.stream) + 1, body=body)
@@ -345,7 +360,7 @@ class ExecutionEngine:
 
     def _reject_signal(self, sig: Signal, reason: str, now: int) -> list[Effect]:
         self.stats["rejected"] += 1
-        self.log.info("signal_rejected", signal_id=sig.signal_id, pair=sig.pair, reason=reason)
+        self._log("info", "signal_rejected", signal_id=sig.signal_id, pair=sig.pair, reason=reason)
         step = _Step()
         self._emit(step, PairTradeEvent(
             trade_id="", pair=sig.pair, state=TradeState.REJECTED, prev_state=None, transition="signal_rejected",
@@ -371,7 +386,7 @@ class ExecutionEngine:
     def _orphan(self, step: _Step, ev: OrderEvent) -> None:
         self.stats["orphan_reports"] += 1
         severity = "error" if ev.exec_type is ExecType.FILL else "warning"
-        getattr(self.log, severity)("report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+        self._log(severity, "report_orphan", cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
                                     last_qty=ev.last_qty, reason=ev.reason)
         if ev.exec_type is ExecType.FILL:
             self._alert(step, Severity.CRITICAL, f"EXEC_ORPHAN_FILL: cl_ord_id={ev.cl_ord_id} qty={ev.last_qty}", "",
@@ -379,9 +394,9 @@ class ExecutionEngine:
 
     def _apply_report(self, step: _Step, trade: PairTrade, ev: OrderEvent, now: int) -> None:
         """A report of one of the trade's own orders: logged (with the step), applied, fills streamed."""
-        self.log.info("order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
-                      last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty,
-                      reason=ev.reason)
+        self._log("info", "order_report", trade_id=trade.trade_id, cl_ord_id=ev.cl_ord_id, exec_type=ev.exec_type.value,
+                  last_qty=ev.last_qty, last_px=ev.last_px, cum_qty=ev.cum_qty, leaves_qty=ev.leaves_qty,
+                  reason=ev.reason)
         before = self._filled(trade, ev.cl_ord_id)
         step.records.append(ReportApplied(trade_id=trade.trade_id, report=ev, now_ns=now))
         actions = trade.on_report(ev, now)
@@ -444,15 +459,16 @@ class ExecutionEngine:
         elif isinstance(action, Transition):
             ev = action.event
             self._emit(step, ev)
-            log = self.log.error if ev.state is TradeState.BROKEN else self.log.info
-            log("trade_transition", trade_id=ev.trade_id, pair=ev.pair, state=ev.state.value,
-                prev_state=ev.prev_state.value if ev.prev_state is not None else "", transition=ev.transition,
-                reason=ev.reason)
+            self._log("error" if ev.state is TradeState.BROKEN else "info", "trade_transition", trade_id=ev.trade_id,
+                      pair=ev.pair, state=ev.state.value,
+                      prev_state=ev.prev_state.value if ev.prev_state is not None else "", transition=ev.transition,
+                      reason=ev.reason)
         elif isinstance(action, RaiseAlert):
             step.after.append(Publish(topic=topics.RISK_ALERT, msg=action.alert))
-            self.log.error("trade_alert", trade_id=action.alert.trade_id, code=action.alert.code, text=action.alert.text)
+            self._log("error", "trade_alert", trade_id=action.alert.trade_id, code=action.alert.code,
+                      text=action.alert.text)
         elif isinstance(action, RequestHalt):
-            self.log.error("halt_requested", trade_id=trade.trade_id, reason=action.reason)
+            self._log("error", "halt_requested", trade_id=trade.trade_id, reason=action.reason)
             step.after.append(action)
 
     def _settle(self, step: _Step, trade: PairTrade, now: int) -> None:
@@ -489,7 +505,7 @@ class ExecutionEngine:
     def _deny(self, step: _Step, trade: PairTrade, order: OrderRequest, denial: str, now: int) -> None:
         """A denied order comes back to its trade as a venue-style REJECT (logged like any report)."""
         self.stats["denied"] += 1
-        self.log.warning("order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
+        self._log("warning", "order_denied", trade_id=trade.trade_id, cl_ord_id=order.cl_ord_id, reason=denial)
         step.after.append(Publish(topic=topics.RISK_DENY, msg=Alert(
             severity=Severity.WARNING, code=denial.split(":")[0], text=denial, actor=self.actor,
             trade_id=trade.trade_id, ts_ns=now)))
@@ -502,7 +518,7 @@ class ExecutionEngine:
     def _alert(self, step: _Step, severity: Severity, text: str, trade_id: str, now: int) -> None:
         step.after.append(Publish(topic=topics.RISK_ALERT, msg=Alert(
             severity=severity, code=text.split(":")[0], text=text, actor=self.actor, trade_id=trade_id, ts_ns=now)))
-        self.log.error("exec_alert", trade_id=trade_id, text=text)
+        self._log("error", "exec_alert", trade_id=trade_id, text=text)
 
     # ---- keeping the hot path warm -------------------------------------------------------------
 
