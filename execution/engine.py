@@ -533,6 +533,8 @@ class ExecutionEngine:
                     inst = self.cfg.instruments[o.instrument]
                     self._shadow_limits.check(o, now, o.price, self.fx.try_rate(inst.currency, self.cfg.run.base_currency))
                     encode_frame(OrderSent(order=o))
+                elif isinstance(action, Transition):  # the trade's first stream event, as it is logged
+                    encode_frame(Streamed(event=StreamEvent(seq=0, body=action.event)))
 
     def _rehearsal_signals(self) -> dict[str, Signal]:
         out = {}
