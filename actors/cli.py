@@ -48,9 +48,9 @@ def _err(text: str) -> None:
     click.echo(text, err=True)
 
 
-def _load(config: str) -> Config:
+def _load(config: str, keys: bool = True) -> Config:
     try:
-        return load_config(config)
+        return load_config(config, keys=keys)
     except ConfigInvalid as exc:
         for e in exc.errors:
             _err(str(e))
@@ -80,12 +80,29 @@ def supervisor_info(run_dir: Path) -> dict | None:
     return info if _pid_alive(int(info["pid"])) else None
 
 
+def _operator_keys(config: str) -> tuple[bytes, bytes, bytes] | None:
+    """The CURVE keys the CLI talks to the supervisor with (None: no CURVE in this run's config)."""
+    from bus.security import SUPERVISOR, BusSecurity, KeyError_, operator_name
+
+    try:
+        cfg = load_config(config)
+    except (ConfigInvalid, OSError):
+        return None  # the run's config changed under it: try without, the supervisor will say
+    if not (cfg.endpoints.transport == "tcp" and cfg.endpoints.curve_keys):
+        return None
+    try:
+        return BusSecurity(cfg, operator_name(cfg), operator=True).client_keys(SUPERVISOR)
+    except KeyError_ as exc:
+        raise CliFailure(str(exc)) from None
+
+
 def control(run_dir: Path, cmd: str, timeout_s: float = 5.0, **args: str) -> CmdAck:
     info = supervisor_info(run_dir)
     if info is None:
         raise CliFailure(f"no supervisor runs in {run_dir} (start one with `xmc up CONFIG`)")
     try:
-        reply = call(zmq.Context.instance(), info["cli"], Control(cmd=cmd, args=args), timeout_s)
+        reply = call(zmq.Context.instance(), info["cli"], Control(cmd=cmd, args=args), timeout_s,
+                     curve=_operator_keys(info["config"]))
     except CommandTimeout as exc:
         raise CliFailure(f"supervisor pid {info['pid']} did not answer: {exc}") from None
     if not isinstance(reply, CmdAck):
@@ -351,6 +368,37 @@ def trace(trade_id: str, run_dir: Path, as_json: bool) -> None:
     if doc is None:
         raise CliFailure(f"no trade {trade_id!r} in {run_dir / 'journal.sqlite'}")
     _show(doc, as_json, "trace_table")
+
+
+@main.group()
+def keys() -> None:
+    """CURVE keys for the bus over tcp (endpoints.curve_keys)."""
+
+
+@keys.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@RUN_DIR_OPT
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Create a key pair for every actor of CONFIG.")
+@click.option("--actor", "actors", multiple=True, help="An actor to create a key pair for (repeatable).")
+@click.option("--operator", "operators", multiple=True,
+              help="An operator (CLI user) to create a key pair for (repeatable; default: $USER).")
+def keys_init(directory: Path, run_dir: Path, config: str | None, actors: tuple[str, ...],
+              operators: tuple[str, ...]) -> None:
+    """Create DIRECTORY/actors/<actor>.key[_secret] (and the supervisor's) and
+    DIRECTORY/operators/<name>.key[_secret]; existing pairs are kept. Secret files are 0600.
+    (--run-dir is accepted like everywhere; keys belong to a deployment, not to a run.)"""
+    from bus.security import create_keys
+
+    names = list(actors)
+    if config:
+        names += [n for n in _load(config, keys=False).actors if n not in names]
+    if not names:
+        raise click.UsageError("name the actors: --config CONFIG or --actor NAME")
+    ops = list(operators) or [os.environ.get("USER") or "operator"]
+    written = create_keys(directory, names, ops)
+    publics = sorted(str(f) for f in written if f.suffix == ".key")
+    click.echo(f"xmc: {len(publics)} new key pair(s) in {directory} ({len(names) + 1} actors, {len(ops)} operators)")
+    click.echo("  every host needs every *.key (public); each host only its own *.key_secret")
 
 
 @main.group()

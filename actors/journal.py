@@ -18,7 +18,7 @@ from bus import topics
 from bus.auditstore import STREAM_EPOCH, AuditWriter, row_of
 from bus.codec import Codec, FrameError
 from bus.command import CommandClient
-from bus.messages import CmdAck, Envelope, ReplayRequest, ReplaySince, Replayed, StreamEvent
+from bus.messages import CmdAck, ControlAudit, Envelope, ReplayRequest, ReplaySince, Replayed, StreamEvent
 from bus.pubsub import Inbound
 from bus.stream import StreamCursor, filed_topic
 from actors.runtime import Actor
@@ -76,6 +76,12 @@ class JournalActor(Actor):
             incident = self.store.incident("catch_up", env.src, "*", None, None, detail=f"epoch={env.epoch}")
             req = self._client(env.src).send(ReplaySince(prefix="", since={}, epoch=0))
             self._pending_replays[(env.src, req)] = incident
+
+    def on_control_audit(self, audit: ControlAudit) -> None:
+        """A control command and who sent it, filed (seq: its UTC time, unique per command)."""
+        env = Envelope(src="supervisor", epoch=0, seq=audit.ts_ns, ts_ns=audit.ts_ns, body=audit)
+        self.store.add(row_of(topics.CTL_AUDIT, env))
+        self.store.flush()
 
     def _client(self, src: str) -> CommandClient:
         client = self._replay_clients.get(src)

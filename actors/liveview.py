@@ -35,6 +35,7 @@ class LiveView:
             self.sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         for name, a in cfg.actors.items():
             if a.kind in ("ingest", "executor", "marginwatch") and a.enabled:
+                sup.security.client(self.sock, name)
                 self.sock.connect(sup.eps.pub(name))
         self.codec = Codec()
         self.books: dict[str, Quote] = {}

@@ -20,13 +20,15 @@ from typing import Callable, ClassVar
 import zmq
 
 from actors.logs import setup_logging
+from actors.secrets import register as register_secret
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import (ActorState, CmdAck, Control, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest,
+from bus.messages import (ActorState, CmdAck, Control, ControlAudit, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest,
                           ReplaySince, Replayed,
                           StreamBatch, StreamEvent, StreamHead, StreamSince)
 from bus.pubsub import Inbound, Publisher, SeqStatus
+from bus.security import SUPERVISOR, BusSecurity, RefusalWatch
 from bus.stream import StreamCursor
 from bus import topics
 from configs.schema import ActorCfg, Config
@@ -92,11 +94,19 @@ class Actor:
         self._cmd_channels: dict[str, tuple[CommandClient, list[Callable[[Envelope], None]]]] = {}
         self._closers: list[Callable[[], None]] = []
 
+        # who may talk to this actor: CURVE on tcp (bus.security), the run dir's private folder on ipc
+        self.security = BusSecurity(cfg, name)
+        if self.security.enabled:
+            register_secret(self.security.secret_text)
+            self.security.start(self.ctx)
+        self._refusals: list[RefusalWatch] = []
+        self._refusals_logged: set[tuple[str, str]] = set()
+
         hwm = cfg.endpoints.hwm
         # XPUB, so the actor sees who subscribes (a replay waits for its audience)
         self.pub_sock = self._socket(zmq.XPUB, hwm)
         self.pub_sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.pub_sock.bind(self.eps.bindable(self.eps.pub(name)))
+        self._listen(self.pub_sock, self.eps.pub(name), "pub")
         self.pub = Publisher(self.pub_sock, name, self.epoch, self.replay_depth)
         self.subscriptions: list[str] = []
         self._register(self.pub_sock, self._drain_subscriptions)
@@ -104,12 +114,13 @@ class Actor:
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
         self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its routing id
-        self.cmd_sock.bind(self.eps.bindable(self.eps.cmd(name)))
-        self.cmd = CommandServer(self.cmd_sock, name, self.epoch)
+        self._listen(self.cmd_sock, self.eps.cmd(name), "cmd")
+        self.cmd = CommandServer(self.cmd_sock, name, self.epoch, authenticated=self.security.enabled)
         self._register(self.cmd_sock, self._drain_cmd)
 
         self.ctl_sock = self._socket(zmq.DEALER, hwm)
         self.ctl_sock.setsockopt(zmq.ROUTING_ID, name.encode())
+        self.security.client(self.ctl_sock, SUPERVISOR)
         self.ctl_sock.connect(self.eps.supervisor_ctl())
         self.ctl = CommandClient(self.ctl_sock, name, self.epoch)
         self._register(self.ctl_sock, self._drain_ctl)
@@ -122,6 +133,27 @@ class Actor:
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.RCVHWM, hwm)
         return sock
+
+    def _listen(self, sock: zmq.Socket, endpoint: str, label: str) -> None:
+        """Bind a socket others connect to: a CURVE server on tcp with keys, its refusals counted."""
+        self.security.server(sock)
+        if self.security.enabled:
+            watch = RefusalWatch(sock, label)
+            self._refusals.append(watch)
+            self._register(watch.monitor, lambda: self._on_refused(watch))
+        sock.bind(self.eps.bindable(endpoint))
+
+    def _on_refused(self, watch: RefusalWatch) -> None:
+        """A peer failed the handshake (no CURVE, an unknown key, a wrong server key): counted,
+        logged once per socket and reason (and per refused key), then every 1000th."""
+        for why, endpoint, n in watch.drain():
+            if n == 1 or n % 1000 == 0:
+                self.log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
+        for (domain, key), n in self.security.denied_keys().items():
+            k = (domain, key.decode("ascii", "replace"))
+            if k not in self._refusals_logged:
+                self._refusals_logged.add(k)
+                self.log.warning("bus_key_refused", domain=domain, public_key=k[1], count=n)
 
     def _register(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
         self._handlers[sock] = fn
@@ -143,6 +175,7 @@ class Actor:
         for p in prefixes:
             sock.setsockopt(zmq.SUBSCRIBE, p.encode())
         for pub in publishers:
+            self.security.client(sock, pub)  # each publisher's own server key, set before its connect
             sock.connect(self.eps.pub(pub))
         inbound = Inbound(f"{self.name}.{name}", self._on_bad_frame)
         self._inbounds.append(inbound)
@@ -281,6 +314,7 @@ class Actor:
         handlers = [handler]
         sock = self._socket(zmq.DEALER, self.cfg.endpoints.hwm)
         sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        self.security.client(sock, actor)
         sock.connect(self.eps.cmd(actor))
         client = CommandClient(sock, self.name, self.epoch)
         source = f"{self.name}.cmd<-{actor}"
@@ -343,6 +377,9 @@ class Actor:
     def on_control(self, ctl: Control) -> CmdAck:
         return CmdAck(ok=False, reason=f"CONTROL_UNKNOWN: cmd={ctl.cmd}")
 
+    def on_control_audit(self, audit: ControlAudit) -> None:
+        """A control command the supervisor carried out, and who sent it (the journal files these)."""
+
     def on_kill(self, kill: KillSwitch) -> None:
         """The operator's kill switch changed (delivered by the supervisor)."""
 
@@ -400,9 +437,12 @@ class Actor:
                 continue
             self.msgs_in += 1
             body = env.body
-            if isinstance(body, Control):
+            if isinstance(body, Control) and not self._may_command(self.cmd.user_id):
+                reply: Message | None = CmdAck(ok=False, reason=f"AUTH_NOT_OPERATOR: sender={self.security.who(self.cmd.user_id)}")
+                self.log.warning("control_refused", cmd=body.cmd, sender=self.security.who(self.cmd.user_id))
+            elif isinstance(body, Control):
                 try:
-                    reply: Message | None = self.on_control(body)
+                    reply = self.on_control(body)
                 except Exception as exc:
                     self.handler_errors += 1
                     self.log.error("handler_error", error=repr(exc), tb=traceback.format_exc(limit=8))
@@ -427,6 +467,13 @@ class Actor:
             if reply is not None:
                 self.cmd.send(peer, env.seq, reply)
 
+    def _may_command(self, user_id: str | None) -> bool:
+        """Control on the command socket: from an operator or the supervisor (ipc: the run dir's owner)."""
+        if not self.security.enabled:
+            return True
+        who = self.security.who(user_id)
+        return who.startswith("operator:") or who == SUPERVISOR
+
     def _drain_ctl(self) -> None:
         for _ in range(MAX_DRAIN):
             try:
@@ -442,6 +489,8 @@ class Actor:
                     self.kill = body
                     self.log.warning("kill_switch", halted=body.halted, reason=body.reason)
                     self._guarded(self.on_kill, body)
+            elif isinstance(body, ControlAudit):
+                self._guarded(self.on_control_audit, body)
             elif isinstance(body, Control):
                 if body.cmd == "stop":
                     self._stop = True
@@ -462,6 +511,8 @@ class Actor:
             detail = {}
             self.log.error("detail_failed", error=repr(exc))
         detail["handler_errors"] = float(self.handler_errors)
+        for watch in self._refusals:
+            detail[f"refused.{watch.name}"] = float(watch.total)
         return Heartbeat(
             actor=self.name,
             pid=os.getpid(),
@@ -576,4 +627,5 @@ class Actor:
         self._closers.clear()
         for sock in list(self._handlers):
             sock.close()
+        self.security.stop()  # the authenticator's socket lives in the same context
         self.ctx.term()

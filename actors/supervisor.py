@@ -24,10 +24,12 @@ import msgspec
 import zmq
 
 from actors.logs import setup_logging
+from actors.secrets import register as register_secret
 from bus.codec import FrameError
 from bus.command import CommandServer
 from bus.endpoints import Endpoints
-from bus.messages import ActorState, CmdAck, Control, Heartbeat, KillSwitch
+from bus.messages import ActorState, CmdAck, Control, ControlAudit, Heartbeat, KillSwitch
+from bus.security import DOMAIN_ACTORS, DOMAIN_OPERATORS, BusSecurity, RefusalWatch, private_dir
 from configs.schema import Config
 
 HOT_KINDS = {"simex", "ingest", "trigger", "executor"}  # full scheduling priority
@@ -99,20 +101,30 @@ class Supervisor:
     # ---- setup ------------------------------------------------------------------
 
     def start(self) -> None:
+        private_dir(self.run_dir)  # the run dir and its sockets are the owner's alone
         for sub in ("logs", "sock", "state"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir / "sock")
         self.log = setup_logging(self.run_dir, "supervisor", self.cfg.run.log_level)
         self.ctx = zmq.Context.instance()
+        self.security = BusSecurity(self.cfg, "supervisor")
+        if self.security.enabled:
+            register_secret(self.security.secret_text)
+            self.security.start(self.ctx)
+        self.refusals: list[RefusalWatch] = []
         self.ctl_sock = self.ctx.socket(zmq.ROUTER)
         self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.ctl_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.ctl_sock.setsockopt(zmq.LINGER, 0)
-        self.ctl_sock.bind(self.eps.bindable(self.eps.supervisor_ctl()))
+        self._listen(self.ctl_sock, self.eps.supervisor_ctl(), "ctl", DOMAIN_ACTORS)  # actors report here
         self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch)
         self.cli_sock = self.ctx.socket(zmq.ROUTER)
         self.cli_sock.setsockopt(zmq.LINGER, 0)
-        self.cli_sock.bind(self.eps.bindable(self.eps.supervisor_cli()))
-        self.cli = CommandServer(self.cli_sock, "supervisor", self.epoch)
+        self._listen(self.cli_sock, self.eps.supervisor_cli(), "cli", DOMAIN_OPERATORS)  # operators only
+        self.cli = CommandServer(self.cli_sock, "supervisor", self.epoch, authenticated=self.security.enabled)
+        if self.security.mode == "plaintext":
+            self.log.warning("bus_unauthenticated", transport="tcp", host=self.cfg.endpoints.host,
+                             note="endpoints.plaintext: anyone who reaches these ports can command the run")
         info = {"pid": os.getpid(), "config": self.config_path, "cli": self.eps.supervisor_cli(), "started_unix": time.time()}
         (self.run_dir / "supervisor.json").write_text(json.dumps(info))
         self.log.info("supervisor_started", config=self.config_path, actors=sorted(self.actors), external=self.external)
@@ -121,6 +133,18 @@ class Supervisor:
                 a.state, a.started = ActorState.STARTING, time.monotonic()
             else:
                 self._spawn(a)
+
+    def _listen(self, sock: zmq.Socket, endpoint: str, label: str, domain: str) -> None:
+        self.security.server(sock, domain)
+        if self.security.enabled:
+            self.refusals.append(RefusalWatch(sock, label))
+        sock.bind(self.eps.bindable(endpoint))
+
+    def _drain_refusals(self) -> None:
+        for watch in self.refusals:
+            for why, endpoint, n in watch.drain():
+                if n == 1 or n % 1000 == 0:
+                    self.log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
 
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)
@@ -158,14 +182,18 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self.ctl_sock, zmq.POLLIN)
         poller.register(self.cli_sock, zmq.POLLIN)
+        for watch in self.refusals:
+            poller.register(watch.monitor, zmq.POLLIN)
         end = time.monotonic() + self.duration if self.duration else None
         next_status = 0.0
         while not self._stop:
             for sock, _ in poller.poll(100):
                 if sock is self.ctl_sock:
                     self._drain_ctl()
-                else:
+                elif sock is self.cli_sock:
                     self._drain_cli()
+                else:
+                    self._drain_refusals()
             now = time.monotonic()
             self._check_children(now)
             if now >= next_status:
@@ -192,7 +220,7 @@ class Supervisor:
             body = env.body
             if a is not None and isinstance(body, Control) and body.cmd == "halt":
                 self.log.error("halt_requested", by=a.name, reason=body.args.get("reason", ""))
-                self._cli(Control(cmd="halt", args={"reason": f"{a.name}: {body.args.get('reason', '')}"}))
+                self._cli(Control(cmd="halt", args={"reason": f"{a.name}: {body.args.get('reason', '')}"}), by=a.name)
                 continue
             if a is None or not isinstance(body, Heartbeat):
                 self._bad("supervisor.ctl", f"unexpected {type(body).__name__} from {peer!r}")
@@ -292,9 +320,22 @@ class Supervisor:
             if not isinstance(env.body, Control):
                 self._bad("supervisor.cli", f"unexpected {type(env.body).__name__}")
                 continue
-            self.cli.send(peer, env.seq, self._cli(env.body))
+            ctl = env.body
+            by = self.security.who(self.cli.user_id)
+            reply = self._cli(ctl, by)
+            if ctl.cmd != "status":  # a query changes nothing; every command is on record with its sender
+                self.log.warning("control_command", cmd=ctl.cmd, args=ctl.args, by=by, ok=reply.ok, reason=reply.reason)
+                self._audit(ControlAudit(cmd=ctl.cmd, args=dict(ctl.args), by=by, ok=reply.ok, reason=reply.reason,
+                                         ts_ns=time.time_ns()))
+            self.cli.send(peer, env.seq, reply)
 
-    def _cli(self, ctl: Control) -> CmdAck:
+    def _audit(self, audit: ControlAudit) -> None:
+        """To every journal, over the channel the kill switch takes."""
+        for a in self.actors.values():
+            if a.kind == "journal" and a.pid is not None:
+                self.ctl.send(a.name.encode(), 0, audit)
+
+    def _cli(self, ctl: Control, by: str = "") -> CmdAck:
         if ctl.cmd == "status":
             return CmdAck(ok=True, data={"json": json.dumps(self.status())})
         if ctl.cmd == "down":
@@ -318,8 +359,8 @@ class Supervisor:
         if ctl.cmd in ("halt", "resume"):
             halted = ctl.cmd == "halt"
             reason = ctl.args.get("reason", "operator") if halted else ""
-            self.kill = KillSwitch(halted=halted, reason=reason, ts_ns=time.monotonic_ns())
-            self.log.warning("kill_switch", halted=halted, reason=reason)
+            self.kill = KillSwitch(halted=halted, reason=reason, ts_ns=time.monotonic_ns(), by=by)
+            self.log.warning("kill_switch", halted=halted, reason=reason, by=by)
             for a in self.actors.values():
                 if a.pid is not None:
                     self.ctl.send(a.name.encode(), 0, self.kill)
@@ -332,7 +373,9 @@ class Supervisor:
         now = time.monotonic()
         return {
             "supervisor": {"pid": os.getpid(), "config": self.config_path, "decode_errors": self.decode_errors,
-                           "kill_switch": {"halted": self.kill.halted, "reason": self.kill.reason}},
+                           "kill_switch": {"halted": self.kill.halted, "reason": self.kill.reason, "by": self.kill.by},
+                           "bus": {"security": self.security.mode, "authenticated": self.security.mode != "plaintext",
+                                   "refused": {w.name: w.total for w in self.refusals}}},
             "actors": [a.view(now) for a in self.actors.values()],
         }
 
@@ -364,8 +407,11 @@ class Supervisor:
                 a.state = ActorState.STOPPED
             a.proc = None
         self.write_status()
+        for watch in self.refusals:
+            watch.close()
         self.ctl_sock.close(0)
         self.cli_sock.close(0)
+        self.security.stop()
         (self.run_dir / "supervisor.json").unlink(missing_ok=True)
         self.log.info("supervisor_stopped", faulted=faulted)
         return 1 if faulted else 0

@@ -23,9 +23,20 @@ def status_table(doc: dict, console: Console | None = None) -> Table:
             "-" if age is None else f"{age:.1f}", str(a["msgs_in"]), str(a["msgs_out"]),
             str(a["decode_errors"]), str(a["gaps"]), detail[:80],
         )
-    kill = doc.get("supervisor", {}).get("kill_switch", {})
+    sup = doc.get("supervisor", {})
+    kill = sup.get("kill_switch", {})
+    captions = []
     if kill.get("halted"):
-        table.caption = f"KILL SWITCH: HALTED ({kill.get('reason', '')})"
+        by = f" by {kill['by']}" if kill.get("by") else ""
+        captions.append(f"KILL SWITCH: HALTED ({kill.get('reason', '')}){by}")
+    bus = sup.get("bus", {})
+    if bus:
+        refused = sum(bus.get("refused", {}).values())
+        mode = bus.get("security", "")
+        captions.append("bus: UNAUTHENTICATED plaintext tcp" if mode == "plaintext" else
+                        f"bus: {mode}" + (f", {refused} connection(s) refused" if refused else ""))
+    if captions:
+        table.caption = " | ".join(captions)
     if console is None:
         console = Console()
         console.print(table)

@@ -38,6 +38,7 @@ def sections(quick: bool) -> dict[str, Callable[[], dict] | None]:
     q = quick
     out: dict[str, Callable[[], dict] | None] = {
         "bus": _call("bench.bus", "bench_bus", n=2000 if q else 6000, reps=1 if q else 3),
+        "bus_tcp": _call("bench.bus", "bench_bus_tcp", n=2000 if q else 6000, reps=1 if q else 3),
         "trigger": _call("bench.trigger", "bench_trigger"),
         "margin": _call("bench.margin", "bench_margin"),
         "ingest": _call("bench.ingest", "bench_replay_decode", min_seconds=0.5 if q else 1.5),

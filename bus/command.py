@@ -23,18 +23,34 @@ class CommandTimeout(Exception):
 class CommandServer:
     """A bound ROUTER; peers are DEALERs identified by their routing id."""
 
-    def __init__(self, sock: zmq.Socket, src: str, epoch: int) -> None:
+    def __init__(self, sock: zmq.Socket, src: str, epoch: int, authenticated: bool = False) -> None:
+        """`authenticated`: the socket is a CURVE server; each request's sender is then known."""
         self.sock = sock
         self.src = src
         self.epoch = epoch
         self.codec = Codec()
+        self.authenticated = authenticated
+        self.user_id: str | None = None
 
     def recv(self) -> tuple[bytes, Envelope]:
-        """One request; raises FrameError for a frame that is not [identity, envelope]."""
-        parts = self.sock.recv_multipart(zmq.NOBLOCK)
-        if len(parts) != 2:
-            raise FrameError(f"expected [identity, payload], got {len(parts)} parts")
-        return parts[0], self.codec.decode(parts[1])
+        """One request; raises FrameError for a frame that is not [identity, envelope].
+
+        `user_id` is then the sender's authenticated identity (its CURVE public key, z85), or
+        None on a socket without authentication."""
+        self.user_id = None
+        if not self.authenticated:
+            parts = self.sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) != 2:
+                raise FrameError(f"expected [identity, payload], got {len(parts)} parts")
+            return parts[0], self.codec.decode(parts[1])
+        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        if len(frames) != 2:
+            raise FrameError(f"expected [identity, payload], got {len(frames)} parts")
+        try:
+            self.user_id = frames[1].get("User-Id")
+        except zmq.ZMQError:  # no ZAP answer on this connection
+            self.user_id = None
+        return frames[0].bytes, self.codec.decode(frames[1].bytes)
 
     def send(self, peer: bytes, req_id: int, msg: Message) -> bool:
         """Send to a peer; False if the peer is not connected (the message is not queued)."""
@@ -70,10 +86,17 @@ class CommandClient:
         return self.codec.decode(self.sock.recv(zmq.NOBLOCK))
 
 
-def call(ctx: zmq.Context, endpoint: str, msg: Message, timeout_s: float, src: str = "cli") -> Message:
-    """One synchronous request/answer on a fresh DEALER; raises CommandTimeout."""
+def call(ctx: zmq.Context, endpoint: str, msg: Message, timeout_s: float, src: str = "cli",
+         curve: tuple[bytes, bytes, bytes] | None = None) -> Message:
+    """One synchronous request/answer on a fresh DEALER; raises CommandTimeout.
+
+    `curve`: (server public key, own public key, own secret key) to connect as a CURVE client."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, curve[0])
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, curve[1])
+        sock.setsockopt(zmq.CURVE_SECRETKEY, curve[2])
     sock.connect(endpoint)
     try:
         client = CommandClient(sock, src, time.monotonic_ns())

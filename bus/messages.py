@@ -396,6 +396,19 @@ class KillSwitch(_Msg):
     halted: bool
     reason: str
     ts_ns: int
+    by: str = ""  # who set it: "operator:<name>" (tcp, CURVE), "local:<user>" (ipc), or the actor that asked
+
+
+class ControlAudit(_Msg):
+    """A control command the supervisor received (halt, resume, restart, down), who sent it and
+    what came of it; the supervisor sends one to every journal, which files it."""
+
+    cmd: str
+    args: dict[str, str]
+    by: str
+    ok: bool
+    reason: str = ""
+    ts_ns: int = 0
 
 
 # --- runtime and control -----------------------------------------------------
@@ -482,6 +495,7 @@ Message = Union[
     MarginSnapshot,
     Alert,
     KillSwitch,
+    ControlAudit,
     Heartbeat,
     Control,
     CmdAck,

@@ -26,6 +26,7 @@ RISK_STEP = "risk.state.step"
 LOCKSTEP_DONE = "lockstep.done"
 STEP_SYMBOL = "~step"  # raw.<venue>.~step / md.<venue>.~step: the Step marker on a venue's stream
 CTL_KILL = "ctl.kill"
+CTL_AUDIT = "ctl.audit"  # where the journal files the supervisor's ControlAudit
 # the executor's durable execution stream (StreamEvent, StreamHead): fills, trade events, positions
 EXEC_STREAM = "exec.stream"
 EXEC_POSITIONS = "exec.positions"  # where the journal files a stream's Positions

@@ -132,8 +132,9 @@ def _read_toml(path: Path, errors: list[ConfigError], chain: tuple[Path, ...]) -
     return _merge(merged, data)
 
 
-def load_config(path: str | Path) -> Config:
-    """Load and validate `path`; raise `ConfigInvalid` naming every error."""
+def load_config(path: str | Path, *, keys: bool = True) -> Config:
+    """Load and validate `path`; raise `ConfigInvalid` naming every error. `keys=False` skips
+    checking the CURVE key directory (for `xmc keys init`, which creates it)."""
     path = Path(path)
     errors: list[ConfigError] = []
     data = _read_toml(path, errors, ())
@@ -145,14 +146,17 @@ def load_config(path: str | Path) -> Config:
     if errors:
         raise ConfigInvalid(errors)
     cfg = msgspec.convert(data, Config)
-    errors = [ConfigError(str(path), p, v, why) for p, v, why in check_references(cfg, path.parent)]
+    errors = [ConfigError(str(path), p, v, why) for p, v, why in check_references(cfg, path.parent, keys=keys)]
     if errors:
         raise ConfigInvalid(errors)
     return _resolve_paths(cfg, path.parent)
 
 
 def _resolve_paths(cfg: Config, base_dir: Path) -> Config:
-    """Make replay paths absolute (relative ones are relative to the config file)."""
+    """Make replay and key paths absolute (relative ones are relative to the config file)."""
+    if cfg.endpoints.curve_keys and not Path(cfg.endpoints.curve_keys).is_absolute():
+        keys = str((base_dir / cfg.endpoints.curve_keys).resolve())
+        cfg = msgspec.structs.replace(cfg, endpoints=msgspec.structs.replace(cfg.endpoints, curve_keys=keys))
     venues = {}
     for key, v in cfg.venues.items():
         if v.replay is not None and not Path(v.replay.path).is_absolute():
@@ -173,7 +177,7 @@ def lockstep_start_ns(text: str) -> int | None:
     return int(t.timestamp()) * 10**9 + t.microsecond * 1000
 
 
-def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
+def check_references(cfg: Config, base_dir: Path, *, keys: bool = True) -> list[tuple[str, Any, str]]:
     """Cross-field checks that types alone cannot express."""
     out: list[tuple[str, Any, str]] = []
     inst, venues = cfg.active_instruments(), cfg.venues
@@ -293,6 +297,26 @@ def check_references(cfg: Config, base_dir: Path) -> list[tuple[str, Any, str]]:
             out.append(("actors", single, f"at most one {single} actor"))
     if not cfg.actors:
         out.append(("actors", {}, "no actors configured"))
+    out += check_endpoints(cfg, base_dir, keys=keys)
+    return out
+
+
+def check_endpoints(cfg: Config, base_dir: Path, *, keys: bool = True) -> list[tuple[str, Any, str]]:
+    """The bus is closed to strangers: tcp beyond loopback needs CURVE keys, or says plaintext."""
+    from bus.security import key_problems, listens_beyond_loopback
+
+    ep = cfg.endpoints
+    out: list[tuple[str, Any, str]] = []
+    if ep.transport == "tcp" and not ep.curve_keys and not ep.plaintext and listens_beyond_loopback(cfg):
+        out.append(("endpoints.curve_keys", "", f"tcp on host {ep.host!r} listens beyond loopback and anyone who "
+                    "reaches it could read the order flow and send commands: name a CURVE key directory "
+                    "(`xmc keys init DIR`), or set endpoints.plaintext = true to run unauthenticated"))
+    if ep.curve_keys and ep.plaintext:
+        out.append(("endpoints.plaintext", True, "set together with endpoints.curve_keys: choose one"))
+    if keys and ep.curve_keys and ep.transport == "tcp":
+        root = Path(ep.curve_keys) if Path(ep.curve_keys).is_absolute() else base_dir / ep.curve_keys
+        for file, why in key_problems(root, sorted(cfg.actors)):
+            out.append(("endpoints.curve_keys", file, why))
     return out
 
 

@@ -63,6 +63,11 @@ class EndpointsCfg(_Cfg):
     host: str = "127.0.0.1"
     base_port: Annotated[int, Meta(ge=1024, le=65000)] = 17100
     hwm: PosInt = 100_000  # send/receive high-water mark for events
+    # tcp: the CURVE key directory (`xmc keys init DIR`; relative to this file). With it every tcp
+    # socket is authenticated and encrypted; without it tcp may not listen beyond loopback
+    # unless `plaintext = true` says so explicitly
+    curve_keys: str = ""
+    plaintext: bool = False
 
 
 class SimVenueCfg(_Cfg):

@@ -49,6 +49,7 @@ from typing import Iterable
 import msgspec
 import zmq
 
+from actors import secrets
 from feeds.fix import wire
 from feeds.fix.sessionview import STATE_CODE, SessionState, SessionView
 
@@ -164,20 +165,14 @@ def settings_text(role: str, sessions: list[SessionSpec]) -> str:
 def read_secret(env: str, file: str) -> str:
     """A password from an environment variable or a file; '' when neither is configured.
 
-    Raises FixUnavailable naming the variable or file (never the value) when it is configured
-    but absent.
+    The value is registered with `actors.secrets` (masked in every log line and traceback of this
+    process). Raises FixUnavailable naming the variable or file (never the value) when it is
+    configured but absent.
     """
-    if env:
-        value = os.environ.get(env)
-        if not value:
-            raise FixUnavailable(f"FIX_SECRET_MISSING: env={env}")
-        return value
-    if file:
-        try:
-            return Path(file).read_text().strip()
-        except OSError as exc:
-            raise FixUnavailable(f"FIX_SECRET_MISSING: file={file} error={exc.strerror}") from None
-    return ""
+    try:
+        return secrets.read(env, file)
+    except secrets.SecretMissing as exc:
+        raise FixUnavailable(str(exc).replace("SECRET_MISSING", "FIX_SECRET_MISSING", 1)) from None
 
 
 _instances = itertools.count(1)

@@ -179,7 +179,8 @@ def test_restart_command_restarts_one_actor(tmp_path: Path, run_dir: Path) -> No
 def test_halt_and_resume_reach_every_actor(tmp_path: Path, run_dir: Path) -> None:
     xmc("up", str(_config(tmp_path)), "--detach", run_dir=run_dir, check=True)
     xmc("halt", "--reason", "drill", run_dir=run_dir, check=True)
-    assert status(run_dir)["supervisor"]["kill_switch"] == {"halted": True, "reason": "drill"}
+    kill = status(run_dir)["supervisor"]["kill_switch"]
+    assert kill["halted"] and kill["reason"] == "drill" and kill["by"].startswith("local:"), kill
     log = run_dir / "logs" / "journal.jsonl"
     wait_for(lambda: '"reason":"drill"' in log.read_text(), 10, "kill switch delivered")
     xmc("resume", run_dir=run_dir, check=True)
