@@ -80,20 +80,27 @@ def supervisor_info(run_dir: Path) -> dict | None:
     return info if _pid_alive(int(info["pid"])) else None
 
 
+def _curve_for(cfg: Config, server: str) -> tuple[bytes, bytes, bytes] | None:
+    """The operator's CURVE keys to talk to `server` (None: no CURVE in this config)."""
+    from bus.security import BusSecurity, KeyError_, operator_name
+
+    if not (cfg.endpoints.transport == "tcp" and cfg.endpoints.curve_keys):
+        return None
+    try:
+        return BusSecurity(cfg, operator_name(cfg), operator=True).client_keys(server)
+    except KeyError_ as exc:
+        raise CliFailure(str(exc)) from None
+
+
 def _operator_keys(config: str) -> tuple[bytes, bytes, bytes] | None:
     """The CURVE keys the CLI talks to the supervisor with (None: no CURVE in this run's config)."""
-    from bus.security import SUPERVISOR, BusSecurity, KeyError_, operator_name
+    from bus.security import SUPERVISOR
 
     try:
         cfg = load_config(config)
     except (ConfigInvalid, OSError):
         return None  # the run's config changed under it: try without, the supervisor will say
-    if not (cfg.endpoints.transport == "tcp" and cfg.endpoints.curve_keys):
-        return None
-    try:
-        return BusSecurity(cfg, operator_name(cfg), operator=True).client_keys(SUPERVISOR)
-    except KeyError_ as exc:
-        raise CliFailure(str(exc)) from None
+    return _curve_for(cfg, SUPERVISOR)
 
 
 def control(run_dir: Path, cmd: str, timeout_s: float = 5.0, **args: str) -> CmdAck:
@@ -368,6 +375,31 @@ def trace(trade_id: str, run_dir: Path, as_json: bool) -> None:
     if doc is None:
         raise CliFailure(f"no trade {trade_id!r} in {run_dir / 'journal.sqlite'}")
     _show(doc, as_json, "trace_table")
+
+
+@main.command()
+@RUN_DIR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def capital(run_dir: Path, as_json: bool) -> None:
+    """Capital per account and currency: equity, margin, utilisation, headroom, the margin-call
+    line and the suggested transfer (asked of the run's marginwatch)."""
+    from bus.endpoints import Endpoints
+
+    info = supervisor_info(run_dir)
+    if info is None:
+        raise CliFailure(f"no supervisor runs in {run_dir} (start one with `xmc up CONFIG`)")
+    cfg = _load(info["config"])
+    watcher = next((n for n, a in cfg.actors.items() if a.kind == "marginwatch" and a.enabled), None)
+    if watcher is None:
+        raise CliFailure("no marginwatch in this run: nobody keeps the capital view")
+    try:
+        reply = call(zmq.Context.instance(), Endpoints(cfg, run_dir).cmd(watcher), Control(cmd="capital"), 5.0,
+                     curve=_curve_for(cfg, watcher))
+    except CommandTimeout as exc:
+        raise CliFailure(f"{watcher} did not answer: {exc}") from None
+    if not isinstance(reply, CmdAck) or not reply.ok:
+        raise CliFailure(getattr(reply, "reason", f"unexpected answer {type(reply).__name__}"))
+    _show(json.loads(reply.data["json"]), as_json, "capital_table")
 
 
 @main.group()

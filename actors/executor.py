@@ -22,8 +22,9 @@ import msgspec
 from actors.runtime import Actor, Timer
 from bus import topics
 from bus.lockstep import StepBarrier
-from bus.messages import (CmdAck, Control, Envelope, FxRate, KillSwitch, Message, OrderEvent, Quote, RiskLevel,
-                          RiskState, Severity, Alert, Signal, Step, StepDone, StreamBatch, StreamHead, StreamSince)
+from bus.messages import (Alert, CmdAck, Control, Envelope, FxRate, KillSwitch, MarginSnapshot, Message, OrderEvent,
+                          Quote, RiskLevel, RiskState, Severity, Signal, Step, StepDone, StreamBatch, StreamHead,
+                          StreamSince)
 from configs.schema import FixVenueCfg
 from execution.engine import STREAM_BATCH, CancelWire, Effect, Emit, ExecutionEngine, Log, Publish, QueryWire, SendWire
 from execution.fixgateway import FixGateway
@@ -71,7 +72,8 @@ class ExecutorActor(Actor):
 
         actors = cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
-        self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
+        self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE, topics.RISK_MARGIN],
+                       self._on_risk, name="risk")
         fx_prefixes = [topics.md(i.venue, k) for k, i in cfg.fx_instruments().items()]
         if self.fx_steps is not None:
             fx_prefixes += [topics.md(v, topics.STEP_SYMBOL) for v in sorted(fx_venues)]
@@ -163,7 +165,7 @@ class ExecutorActor(Actor):
         if isinstance(q, Quote):
             inst = self._touch_of.get((q.venue, q.symbol))
             if inst is not None:
-                self.engine.touch[inst] = (q.bid, q.ask)
+                self.engine.on_touch(inst, q.bid, q.ask)
 
     def _on_risk(self, topic: str, env: Envelope) -> None:
         if isinstance(env.body, RiskState):
@@ -174,6 +176,8 @@ class ExecutorActor(Actor):
         elif isinstance(env.body, StepDone):
             self.risk_step = env.body.step  # the latest: it goes back to 0 if simex restarts
             self._unpark()
+        elif isinstance(env.body, MarginSnapshot):
+            self.engine.on_margin(env.body)
 
     def _waits_for_step(self, sig: Signal) -> bool:
         if self.risk_paced and sig.step > self.risk_step:

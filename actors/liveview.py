@@ -19,10 +19,11 @@ from rich.live import Live
 from rich.table import Table
 
 from actors.supervisor import Supervisor
-from actors.tables import status_table
+from actors.tables import capital_table, status_table
 from bus.codec import Codec, FrameError
 from bus import topics
 from bus.messages import ActorState, MarginSnapshot, PairTradeEvent, Quote, RiskState, StreamEvent, TradeState
+from riskguard.capital import capital_view
 
 
 class LiveView:
@@ -120,7 +121,10 @@ class LiveView:
                             f"{self.margin.total.equity:,.0f} {self.margin.base_currency}")
             if self.margin.suggestion:
                 summary.add_row("suggestion", self.margin.suggestion)
-        return Group(pairs, summary, status_table(status, console=self.console))
+        parts = [pairs, summary]
+        if self.margin is not None:
+            parts.append(capital_table(capital_view(self.margin, cfg.risk, state=self.risk), console=self.console))
+        return Group(*parts, status_table(status, console=self.console))
 
     def close(self) -> None:
         if self.live is not None:

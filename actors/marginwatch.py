@@ -15,6 +15,7 @@ behind the RiskState it covers. The timer only repeats the last state.
 
 from __future__ import annotations
 
+import json
 import time
 
 import msgspec
@@ -22,8 +23,9 @@ import msgspec
 from actors.runtime import Actor, Timer
 from bus.lockstep import StepBarrier
 from bus import topics
-from bus.messages import (Envelope, ExecType, FxRate, KillSwitch, OrderEvent, Quote, RiskState, Step, StepDone,
-                          StreamEvent)
+from bus.messages import (CmdAck, Control, Envelope, ExecType, FxRate, KillSwitch, MarginSnapshot, OrderEvent, Quote,
+                          RiskState, Step, StepDone, StreamEvent)
+from riskguard.capital import capital_view
 from riskguard.watch import MarginWatch
 
 
@@ -54,6 +56,7 @@ class MarginWatchActor(Actor):
         for ex in executors:
             self.follow_stream(ex, self._on_stream, since=0, name=f"stream:{ex}")
         self.last_state: RiskState | None = None
+        self.last_snapshot: MarginSnapshot | None = None
         self.util = 0.0
         self._dirty = False
         self._pending: Timer | None = None
@@ -140,7 +143,17 @@ class MarginWatchActor(Actor):
             self.log.warning("risk_state", state=ev.state.state.value, computed=ev.state.computed.value,
                              kill=ev.state.kill, reason=ev.state.reason, utilisation=round(ev.state.utilisation, 4))
         self.last_state = ev.state
+        self.last_snapshot = ev.snapshot
         self.util = ev.snapshot.total.utilisation
+
+    def on_control(self, ctl: Control) -> CmdAck:
+        """`capital`: the capital view per account and currency (`xmc capital`)."""
+        if ctl.cmd == "capital":
+            if self.last_snapshot is None:
+                return CmdAck(ok=False, reason="CAPITAL_NOT_READY: no margin evaluation yet")
+            doc = capital_view(self.last_snapshot, self.cfg.risk, self.watch.fx.try_rate, self.last_state)
+            return CmdAck(ok=True, data={"json": json.dumps(doc)})
+        return super().on_control(ctl)
 
     def detail(self) -> dict[str, float]:
         s = self.last_state

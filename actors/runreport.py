@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from actors import tradebook
@@ -45,6 +45,53 @@ def build_report(reader: AuditReader, cfg: Config | None) -> dict:
         "journal_gaps": sum(1 for i in incidents if i["kind"] == "gap"),
         "journal_catch_ups": sum(1 for i in incidents if i["kind"] == "catch_up"),
         "journal_recovered": sum(i["recovered"] for i in incidents),
+        "exposure": exposure_summary(rows, cfg.run.base_currency if cfg else ""),
+    }
+
+
+WORST = 5
+
+
+def _worst(rows: list[dict], n: int = WORST) -> list[dict]:
+    exposed = sorted((t for t in rows if t["exposed"]), key=lambda t: (-t["exposure_ms"], t["trade_id"]))
+    return [{k: t[k] for k in ("trade_id", "pair", "utc_day", "state", "exposure_ms", "peak_exposure")}
+            | {"ended": t["exposure_ended"]} for t in exposed[:n]]
+
+
+def exposure_stats(rows: list[dict]) -> dict:
+    """Leg exposure of a group of trades: how many, how many ever out of ratio, the distribution of the
+    time out of ratio over all of them (never exposed counts as 0 ms), the worst trades."""
+    ms = [t["exposure_ms"] for t in rows]
+    pct = tradebook.percentiles(ms)
+    peaks = [t["peak_exposure"] for t in rows if t["exposed"] and t["peak_exposure"] is not None]
+    exposed = sum(1 for t in rows if t["exposed"])
+    return {
+        "trades": len(rows),
+        "filled": sum(1 for t in rows if t["fills"]),
+        "exposed": exposed,
+        "exposed_share": round(exposed / len(rows), 4) if rows else 0.0,
+        "exposure_ms": {"p50": round(pct["p50"], 3), "p99": round(pct["p99"], 3), "max": round(max(ms, default=0.0), 3)},
+        "peak_exposure_max": round(max(peaks), 2) if peaks else None,
+        "ended": dict(Counter(t["exposure_ended"] for t in rows)),
+        "worst": _worst(rows),
+    }
+
+
+def exposure_summary(rows: list[dict], base_currency: str) -> dict:
+    """Leg exposure over the run, per pair, per UTC day and per pair and day (`exposure_stats`)."""
+    by_pair: dict[str, list[dict]] = defaultdict(list)
+    by_day: dict[str, list[dict]] = defaultdict(list)
+    by_both: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for t in rows:
+        by_pair[t["pair"]].append(t)
+        by_day[t["utc_day"]].append(t)
+        by_both[(t["pair"], t["utc_day"])].append(t)
+    return {
+        "base_currency": base_currency,
+        "overall": exposure_stats(rows),
+        "by_pair": {p: exposure_stats(v) for p, v in sorted(by_pair.items())},
+        "by_day": {d: exposure_stats(v) for d, v in sorted(by_day.items())},
+        "by_pair_day": [{"pair": p, "utc_day": d} | exposure_stats(v) for (p, d), v in sorted(by_both.items())],
     }
 
 

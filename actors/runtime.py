@@ -20,7 +20,7 @@ from typing import Callable, ClassVar
 import zmq
 
 from actors.logs import setup_logging
-from actors.secrets import register as register_secret
+from actors.secrets import register as register_secret, register_config as register_config_secrets
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
@@ -76,6 +76,7 @@ class Actor:
         self.eps = Endpoints(cfg, run_dir)
         self.epoch = time.time_ns()
         self.log = setup_logging(run_dir, name, cfg.run.log_level)
+        register_config_secrets(cfg)  # masked in this actor's logs even if it never reads them
         self.state = Lifecycle.STARTING
         self.kill = KillSwitch(halted=False, reason="", ts_ns=0)
         self.ctx = zmq.Context.instance()

@@ -24,7 +24,7 @@ import msgspec
 import zmq
 
 from actors.logs import setup_logging
-from actors.secrets import register as register_secret
+from actors.secrets import register as register_secret, register_config as register_config_secrets
 from bus.codec import FrameError
 from bus.command import CommandServer
 from bus.endpoints import Endpoints
@@ -106,6 +106,7 @@ class Supervisor:
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         private_dir(self.run_dir / "sock")
         self.log = setup_logging(self.run_dir, "supervisor", self.cfg.run.log_level)
+        register_config_secrets(self.cfg)
         self.ctx = zmq.Context.instance()
         self.security = BusSecurity(self.cfg, "supervisor")
         if self.security.enabled:

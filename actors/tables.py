@@ -113,3 +113,33 @@ def report_tables(doc: dict, console: Console | None = None) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+
+
+def capital_table(doc: dict, console: Console | None = None) -> Table:
+    """`xmc capital`: per account (its currency) and the total (base currency)."""
+    base = doc.get("base_currency", "")
+    table = Table(title=f"capital (base {base})" + (f" | risk {doc['risk_state']}" if doc.get("risk_state") else ""))
+    for col in ("account", "ccy", "equity", "initial", "maint.", "util.", "headroom", f"headroom {base}",
+                "call line", "above line"):
+        table.add_column(col, justify="left" if col in ("account", "ccy") else "right")
+    for row in [*doc.get("accounts", []), doc.get("total", {})]:
+        if not row:
+            continue
+        style = "bold red" if row["utilisation"] >= 1.0 else "yellow" if row.get("near_threshold") else ""
+        hb = row.get("headroom_base")
+        table.add_row(
+            row["account"], row["currency"], f"{row['equity']:,.0f}", f"{row['initial']:,.0f}",
+            f"{row['maintenance']:,.0f}", f"[{style}]{row['utilisation']:.1%}[/]" if style else f"{row['utilisation']:.1%}",
+            f"{row['headroom']:,.0f}", "-" if hb is None else f"{hb:,.0f}", f"{row['margin_call_line']:,.0f}",
+            f"{row['above_call_line']:,.0f}",
+        )
+    notes = []
+    if doc.get("margin_call"):
+        notes.append("MARGIN CALL")
+    if doc.get("suggested_transfer"):
+        notes.append(f"suggested: {doc['suggested_transfer']}")
+    if notes:
+        table.caption = " | ".join(notes)
+    if console is None:
+        Console().print(table)
+    return table

@@ -7,12 +7,17 @@ Pure queries over `bus.auditstore.AuditReader` for `xmc trades`, `xmc trace`,
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import Any, Iterator
 
+import msgspec
+
+from bus import topics
 from bus.auditstore import AuditReader
-from bus.messages import TradeState
+from bus.messages import OrderEvent, PairTradeEvent, TradeState
 from configs.schema import Config
+from execution import exposure as expo
 
 _SIGN = {"BUY": 1, "SELL": -1}
 
@@ -45,15 +50,74 @@ def _fx_to_base(reader: AuditReader, base: str) -> dict[str, float]:
     return rates
 
 
+# the executor's execution stream as the journal files it (`bus.stream.filed_topic`): fills and trade events
+_STREAM_WHERE = (f"trade_id IS NOT NULL AND kind IN ('OrderEvent', 'PairTradeEvent')"
+                 f" AND (topic LIKE '{topics.EXEC_FILL}%' OR topic LIKE '{topics.EXEC_TRADE}%')")
+
+
+def _is_stream_row(row: dict) -> bool:
+    return row["kind"] in ("OrderEvent", "PairTradeEvent") and row["topic"].startswith((topics.EXEC_FILL, topics.EXEC_TRADE))
+
+
+def _stream_body(row: dict) -> OrderEvent | PairTradeEvent:
+    return msgspec.convert(row["body"], OrderEvent if row["kind"] == "OrderEvent" else PairTradeEvent)
+
+
+def stream_rows(reader: AuditReader, trade_id: str | None = None) -> dict[str, list[dict]]:
+    """trade id -> its filed execution-stream rows (fill events, trade events) in stream order."""
+    where, params = (_STREAM_WHERE + " AND trade_id = ?", (trade_id,)) if trade_id else (_STREAM_WHERE, ())
+    out: dict[str, list[dict]] = defaultdict(list)
+    for row in reader.rows(where, params, order="src, seq"):
+        out[row["trade_id"]].append(row)
+    return out
+
+
+def leg_specs(trade_events: list[dict], cfg: Config | None, fx: dict[str, float]) -> tuple[expo.LegSpec, expo.LegSpec] | None:
+    """The two legs of a trade for `execution.exposure`: from the run's config (ratios, multipliers,
+    currencies with `fx` to base), or without one from the trade's own first target quantities
+    (ratio reduced by their gcd; no notional). None if neither says."""
+    pair = trade_events[0]["pair"] if trade_events else None
+    pc = cfg.pairs.get(pair) if cfg is not None and pair else None
+    if pc is not None:
+        specs = []
+        for key, ratio in ((pc.leg_a, pc.ratio_a), (pc.leg_b, pc.ratio_b)):
+            inst = cfg.instruments.get(key)  # type: ignore[union-attr]
+            specs.append(expo.LegSpec(instrument=key, ratio=ratio, multiplier=inst.multiplier if inst else None,
+                                      fx=fx.get(inst.currency) if inst else None))
+        return specs[0], specs[1]
+    for ev in trade_events:
+        legs = ev.get("legs") or ()
+        if len(legs) == 2 and legs[0]["target_qty"] > 0 and legs[1]["target_qty"] > 0:
+            g = math.gcd(legs[0]["target_qty"], legs[1]["target_qty"])
+            return (expo.LegSpec(instrument=legs[0]["instrument"], ratio=legs[0]["target_qty"] // g, multiplier=None, fx=None),
+                    expo.LegSpec(instrument=legs[1]["instrument"], ratio=legs[1]["target_qty"] // g, multiplier=None, fx=None))
+    return None
+
+
+def exposure_moments(rows: list[dict], cfg: Config | None, fx: dict[str, float]) -> list[expo.Moment]:
+    """A trade's positions moment by moment from its filed stream rows (see `execution.exposure`)."""
+    specs = leg_specs([r["body"] for r in rows if r["kind"] == "PairTradeEvent"], cfg, fx)
+    if specs is None:
+        return []
+    return expo.moments([_stream_body(r) for r in rows], *specs)
+
+
+def exposure_fields(e: expo.Exposure) -> dict[str, Any]:
+    """The exposure figures of a trade as `xmc trades` shows them."""
+    return {"exposure_ms": e.exposure_ms,
+            "peak_exposure": None if e.peak_exposure is None else round(e.peak_exposure, 2),
+            "exposure_ended": e.ended, "exposed": e.exposed, "exposure_windows": len(e.windows)}
+
+
 def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = None, pair: str | None = None) -> list[dict]:
-    """Every pair trade with its last state, legs, sub-accounts, fills and realised P&L."""
+    """Every pair trade with its last state, legs, sub-accounts, fills, realised P&L and leg exposure."""
     last: dict[str, dict] = {}
-    first_ts: dict[str, int] = {}
+    first_wall: dict[str, int] = {}
     # order by publisher epoch and sequence: frames recovered from a replay buffer arrive late
     for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
         tid = row["trade_id"]
         last[tid] = row["body"]
-        first_ts.setdefault(tid, row["ts_ns"])
+        first_wall.setdefault(tid, row["wall_ns"])
     accounts: dict[tuple[str, str], set[str]] = defaultdict(set)
     for row in reader.rows("kind = 'OrderRequest'"):
         b = row["body"]
@@ -74,10 +138,12 @@ def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = N
     for b in best.values():
         cash[(b["trade_id"], b["instrument"])] -= _SIGN[b["side"]] * b["cum_qty"] * b["avg_px"]
     fx = _fx_to_base(reader, cfg.run.base_currency) if cfg is not None else {}
+    stream = stream_rows(reader)
     out = []
     for tid, ev in sorted(last.items()):
         if (state and ev["state"] != state) or (pair and ev["pair"] != pair):
             continue
+        exposure = expo.exposure_of(exposure_moments(stream.get(tid, []), cfg, fx))
         legs = []
         pnl: float | None = 0.0
         for leg in ev["legs"]:
@@ -96,12 +162,16 @@ def trades(reader: AuditReader, cfg: Config | None = None, state: str | None = N
             "terminal": TradeState(ev["state"]).terminal, "legs": legs, "resubmits": ev["resubmits"], "rollbacks": ev["rollbacks"],
             "fills": fills.get(tid, 0), "signal_id": ev["signal_id"], "reason": ev["reason"],
             "realised_pnl_base": round(pnl, 2) if (pnl is not None and flat) else None,
+            **exposure_fields(exposure),
+            "utc_day": dt.datetime.fromtimestamp(first_wall[tid] / 1e9, dt.timezone.utc).date().isoformat(),
         })
     return out
 
 
-def trace(reader: AuditReader, trade_id: str) -> dict | None:
-    """The whole chain of one trade: triggering quotes, signal, orders, reports, transitions, with hop latencies."""
+def trace(reader: AuditReader, trade_id: str, cfg: Config | None = None) -> dict | None:
+    """The whole chain of one trade: triggering quotes, signal, orders, reports, transitions, with hop
+    latencies, and its leg exposure: each window marked on the timeline (``exposure_start`` /
+    ``exposure_end`` rows right after the stream event that opened / closed it) and the totals."""
     rows = list(reader.rows("trade_id = ?", (trade_id,)))
     transitions = [r for r in rows if r["kind"] == "PairTradeEvent"]
     if not transitions:
@@ -111,6 +181,11 @@ def trace(reader: AuditReader, trade_id: str) -> dict | None:
     origin = [r for r in reader.rows("tick_ns = ? AND kind IN ('Quote', 'FxRate', 'Signal')", (tick,))] if tick else []
     signal = next((r["body"] for r in origin if r["kind"] == "Signal" and r["body"]["signal_id"] == first["signal_id"]), None)
     origin = [r for r in origin if r["kind"] != "Signal" or r["body"] is signal]
+    fx = _fx_to_base(reader, cfg.run.base_currency) if cfg is not None else {}
+    stream = sorted((r for r in rows if _is_stream_row(r)), key=lambda r: (r["src"], r["seq"]))
+    steps = exposure_moments(stream, cfg, fx)
+    exposure = expo.exposure_of(steps)
+    markers = _exposure_markers(steps, stream, exposure)
     events = []
     for r in sorted(origin + rows, key=lambda r: (r["ts_ns"], r["id"])):
         b = r["body"]
@@ -118,10 +193,38 @@ def trace(reader: AuditReader, trade_id: str) -> dict | None:
         ev: dict[str, Any] = {k: v for k, v in b.items() if k != "k"}
         ev.update({"ts_ns": r["ts_ns"], "actor": r["src"], "event": name, "kind": r["kind"], "topic": r["topic"]})
         events.append(ev)
+        events.extend(markers.get(r["id"], ()))
     orders = [r["body"] for r in rows if r["kind"] == "OrderRequest"]
     reports = [r["body"] for r in rows if r["kind"] == "OrderEvent"]
     return {"trade_id": trade_id, "pair": first["pair"], "state": transitions[-1]["body"]["state"],
-            "events": events, "latency_us": hop_latencies(tick, signal, orders, reports)}
+            "events": events, "latency_us": hop_latencies(tick, signal, orders, reports),
+            **exposure_fields(exposure),
+            "exposure": {
+                "windows": [{"start_ns": s, "end_ns": e, "ms": round(((e if e is not None else exposure.last_ns) - s) / 1e6, 3)}
+                            for s, e in exposure.windows],
+                "peak_ns": exposure.peak_ns, "base_currency": cfg.run.base_currency if cfg is not None else ""}}
+
+
+def _exposure_markers(steps: list[expo.Moment], stream: list[dict], e: expo.Exposure) -> dict[int, list[dict]]:
+    """row id -> the exposure_start / exposure_end timeline rows to show right after it."""
+    out: dict[int, list[dict]] = defaultdict(list)
+    out_of_ratio = False
+    n = 0
+    for m in steps:
+        row = stream[m.last_index]
+        base = {"ts_ns": row["ts_ns"], "actor": "exposure", "kind": "Exposure", "topic": "", "at_ns": m.t_ns,
+                "net_a": m.net_a, "net_b": m.net_b}
+        if not m.in_ratio and not out_of_ratio:
+            out_of_ratio = True
+            out[row["id"]].append(base | {"event": "exposure_start", "window": n, "unhedged_a": m.unhedged_a,
+                                          "unhedged_b": m.unhedged_b})
+        elif m.in_ratio and out_of_ratio:
+            out_of_ratio = False
+            start, end = e.windows[n]
+            out[row["id"]].append(base | {"event": "exposure_end", "window": n, "ended": expo.closed_by(m),
+                                          "window_ms": round(((end or m.t_ns) - start) / 1e6, 3)})
+            n += 1
+    return out
 
 
 def hop_latencies(tick: int, signal: dict | None, orders: list[dict], reports: list[dict]) -> dict[str, float | None]:

@@ -252,6 +252,9 @@ class LimitsCfg(_Cfg):
     max_pair_position: PosInt = 20  # per pair, ratio units
     max_orders_per_s: PosFloat = 200.0
     price_band_ticks: PosInt = 50
+    # pre-trade margin what-if: an opening pair trade is refused if filling both legs would take
+    # an account's utilisation (initial margin / equity) past this (reductions are never refused)
+    whatif_utilisation: Annotated[float, Meta(gt=0.0, le=10.0)] = 0.8
 
 
 class RiskCfg(_Cfg):

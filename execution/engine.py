@@ -27,7 +27,7 @@ from typing import Any, Iterable, Union
 import msgspec
 
 from bus import topics
-from bus.messages import (Alert, CancelRequest, ExecType, FxRate, Message, OrderEvent, OrderPurpose, OrderRequest,
+from bus.messages import (Alert, CancelRequest, ExecType, FxRate, MarginSnapshot, Message, OrderEvent, OrderPurpose, OrderRequest,
                           PairTradeEvent, Positions, RejectCode, RiskLevel, Severity, Side, Signal, SignalLeg, StatusRequest,
                           StreamEvent, TradeState)
 from configs.schema import Config
@@ -37,6 +37,7 @@ from execution.ids import TradeIds, parse_cl_ord_id
 from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairParams, PairTrade, QueryStatus, RaiseAlert,
                                  RequestHalt, SendOrder, SignalInvalid, Transition, marketable_limit, params_from_config)
 from execution.positions import PositionBook
+from execution.whatif import MarginWhatIf
 from execution.wal import (ChildSent, Halted, OrderSent, RecoveredState, ReportApplied, Resumed, Streamed, TimerFired,
                            TradeClosed, TradeOpened, WalRecord, WriteAheadLog, encode_frame, recover_records)
 from riskguard.fx import FxTable
@@ -112,6 +113,7 @@ class ExecutionEngine:
         self.params = params if params is not None else params_from_config(cfg)
         self.book = PositionBook({n: (p.a.ratio, p.b.ratio) for n, p in self.params.items()})
         self.limits = PreTradeLimits.from_config(cfg, self.book)
+        self.whatif = MarginWhatIf(cfg, self.params)
         self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
         self.router = ChildRouter({n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts},
                                   {n: a.iceberg_visible for n, a in cfg.accounts.items()})
@@ -165,6 +167,8 @@ class ExecutionEngine:
         body = ev.body
         if isinstance(body, OrderEvent):
             self.book.on_fill(body)
+            self.whatif.on_price(body.instrument, body.last_px)
+            self.whatif.invalidate()
             self._fill_avg[body.cl_ord_id] = (body.cum_qty, body.avg_px if body.avg_px > 0 else body.last_px)
             return True
         if isinstance(body, PairTradeEvent):
@@ -297,6 +301,16 @@ class ExecutionEngine:
 
     def on_fx(self, rate: FxRate) -> None:
         self.fx.on_fx(rate)
+        self.whatif.on_fx(rate.pair, rate.mid)
+
+    def on_touch(self, instrument: str, bid: float, ask: float) -> None:
+        """The instrument's top of book (limit unwinds go through it; the what-if marks at it)."""
+        self.touch[instrument] = (bid, ask)
+        self.whatif.on_price(instrument, (bid + ask) / 2.0)
+
+    def on_margin(self, snap: MarginSnapshot) -> None:
+        """Marginwatch's latest view: each account's equity, for the what-if."""
+        self.whatif.on_snapshot(snap)
 
     def fx_recv_ns(self, pair: str) -> int:
         """When the rate of `pair` in use was received (0: none yet)."""
@@ -356,7 +370,15 @@ class ExecutionEngine:
             if inst in doubt:
                 return f"EXEC_IN_DOUBT: instrument={inst}"
         units = sig.legs[0].qty // max(1, p.a.ratio) * sig.direction.sign
-        return self.limits.check_pair(sig.pair, units)
+        reason = self.limits.check_pair(sig.pair, units)
+        if reason is None and not sig.closing:  # margin never refuses a reduction
+            qty = {leg.instrument: leg.qty for leg in sig.legs}
+            for leg in sig.legs:
+                if leg.instrument not in self.whatif.price:
+                    self.whatif.on_price(leg.instrument, leg.limit_px)
+            reason = self.whatif.check(sig.pair, sig.direction.sign, qty[p.a.instrument], qty[p.b.instrument],
+                                       self.book, self.fx)
+        return reason
 
     def _reject_signal(self, sig: Signal, reason: str, now: int) -> list[Effect]:
         self.stats["rejected"] += 1
@@ -524,7 +546,9 @@ class ExecutionEngine:
 
     def rehearse(self, now: int) -> None:
         """Run a signal's path without effects (no log, no send) so code and data stay in the CPU
-        caches between sparse signals; a cold executor takes several times longer to send."""
+        caches between sparse signals; a cold executor takes several times longer to send. The
+        margin what-if verdicts an input change dropped are computed again here, off the hot path."""
+        self.whatif.prime(self.book, self.fx)
         for pair, sig in self._rehearsal.items():
             trade = PairTrade("R000000", msgspec.structs.replace(sig, expiry_ns=now + 10**9), self.params[pair])
             for action in trade.start(now):

@@ -78,6 +78,13 @@ class PositionBook:
     def units(self, pair: str) -> int:
         return self._units.get(pair, 0)
 
+    def lots(self, account: str, instrument: str) -> int:
+        return self._lots.get((account, instrument), 0)
+
+    def holdings(self) -> list[tuple[str, str]]:
+        """(account, instrument) of every non-flat position."""
+        return [k for k, q in self._lots.items() if q]
+
     def position(self, instrument: str) -> int:
         """Signed lots on `instrument`, summed over accounts."""
         return self._by_instrument.get(instrument, 0)

@@ -296,7 +296,7 @@ class FixEngine:
                     if fields is not None and fields.msg_type == "3":
                         view.admin_rejects += 1
                     if fields is not None and fields.get(wire.TEXT):
-                        view.last_reason = fields.get(wire.TEXT)[:120]
+                        view.last_reason = secrets.redact(fields.get(wire.TEXT))[:120]  # masked, then cut
                     if fields is not None and fields.msg_type == "5" and view.state is not SessionState.LOGGED_ON:
                         view.logon_refused += 1
                         ev = msgspec.structs.replace(ev, kind=SessionEventKind.LOGON_REFUSED)
