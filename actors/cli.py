@@ -371,7 +371,7 @@ def trace(trade_id: str, run_dir: Path, as_json: bool) -> None:
     """The whole chain of one trade, hop by hop, with latencies."""
     from actors import tradebook
 
-    doc = tradebook.trace(_reader(run_dir), trade_id)
+    doc = tradebook.trace(_reader(run_dir), trade_id, _run_config(run_dir))
     if doc is None:
         raise CliFailure(f"no trade {trade_id!r} in {run_dir / 'journal.sqlite'}")
     _show(doc, as_json, "trace_table")

@@ -1,4 +1,5 @@
-"""`xmc report`: a run's summary figures and its PNG chart, from the audit store."""
+"""`xmc report`: a run's summary figures (leg exposure per pair and UTC day among them) and its PNG
+chart, from the audit store."""
 
 from __future__ import annotations
 

@@ -65,15 +65,28 @@ def fix_sessions_table(rows: list[dict]) -> Table:
 def trades_table(rows: list[dict], console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"pair trades ({len(rows)})")
-    for col in ("trade", "pair", "dir", "state", "leg A", "leg B", "resub", "rollb", "P&L base"):
-        table.add_column(col)
+    for col in ("trade", "pair", "dir", "state", "leg A", "leg B", "resub", "rollb", "P&L base", "expo ms", "peak expo"):
+        table.add_column(col, justify="right" if col in ("expo ms", "peak expo") else "left")
     for t in rows:
         legs = [f"{l['side'][0]} {l['filled_qty']}/{l['target_qty']} {l['instrument']} @{l['avg_price']:g} net {l['net_qty']}"
                 for l in t["legs"]]
         pnl = "" if t["realised_pnl_base"] is None else f"{t['realised_pnl_base']:,.2f}"
         table.add_row(t["trade_id"], t["pair"], t["direction"], t["state"], *(legs + ["", ""])[:2],
-                      str(t["resubmits"]), str(t["rollbacks"]), pnl)
+                      str(t["resubmits"]), str(t["rollbacks"]), pnl, *_exposure_cells(t))
     console.print(table)
+
+
+_ENDED_STYLE = {"open": "bold red", "unwound": "yellow"}
+
+
+def _exposure_cells(t: dict) -> tuple[str, str]:
+    """`expo ms` (with how the exposure ended unless it was hedged) and `peak expo` of a trade."""
+    if not t.get("exposed"):
+        return "-", "-"
+    ended = t.get("exposure_ended", "")
+    tag = "" if ended == "hedged" else f" [{_ENDED_STYLE.get(ended, '')}]{ended}[/]"
+    peak = "?" if t.get("peak_exposure") is None else f"{t['peak_exposure']:,.2f}"
+    return f"{t['exposure_ms']:,.3f}{tag}", peak
 
 
 def trace_table(doc: dict, console: Console | None = None) -> None:
@@ -83,11 +96,30 @@ def trace_table(doc: dict, console: Console | None = None) -> None:
         table.add_column(col)
     t0 = doc["events"][0]["ts_ns"] if doc["events"] else 0
     for e in doc["events"]:
+        if e.get("kind") == "Exposure":  # a window of unhedged exposure opening / closing
+            keys = ("net_a", "net_b", "unhedged_a", "unhedged_b", "window_ms", "ended")
+            detail = " ".join(f"{k}={e[k]}" for k in keys if k in e)
+            style = "bold red" if e["event"] == "exposure_start" else "green"
+            table.add_row(f"{(e['ts_ns'] - t0) / 1e3:,.1f}", e["actor"], f"[{style}]{e['event']}[/]", detail[:90])
+            continue
         keys = ("cl_ord_id", "side", "qty", "price", "last_qty", "last_px", "reason", "state", "bid", "ask", "spread")
         detail = " ".join(f"{k}={e[k]}" for k in keys if e.get(k) not in (None, "", 0))
         table.add_row(f"{(e['ts_ns'] - t0) / 1e3:,.1f}", e["actor"], e["event"], detail[:90])
     console.print(table)
     console.print("latency µs: " + ", ".join(f"{k}={v}" for k, v in doc["latency_us"].items()))
+    if "exposure_ms" in doc:
+        console.print(_exposure_line(doc))
+
+
+def _exposure_line(doc: dict) -> str:
+    if not doc.get("exposed"):
+        return "leg exposure: never out of ratio"
+    ccy = doc.get("exposure", {}).get("base_currency", "")
+    peak = "unknown (no FX / config)" if doc.get("peak_exposure") is None else f"{doc['peak_exposure']:,.2f} {ccy}".rstrip()
+    windows = ", ".join(f"{w['ms']:,.3f}" + ("" if w["end_ns"] is not None else " (open)")
+                        for w in doc.get("exposure", {}).get("windows", []))
+    return (f"leg exposure: {doc['exposure_ms']:,.3f} ms out of ratio in {doc['exposure_windows']} window(s) [{windows}] ms, "
+            f"peak {peak}, ended {doc['exposure_ended']}")
 
 
 def report_tables(doc: dict, console: Console | None = None) -> None:
@@ -112,6 +144,36 @@ def report_tables(doc: dict, console: Console | None = None) -> None:
     ]
     for k, v in rows:
         table.add_row(k, v)
+    console.print(table)
+    if doc.get("exposure"):
+        exposure_tables(doc["exposure"], console)
+
+
+def exposure_tables(doc: dict, console: Console) -> None:
+    """`xmc report`'s leg exposure: per pair and UTC day, then the worst trades of the run."""
+    ccy = doc.get("base_currency", "")
+    table = Table(title="leg exposure (time out of ratio) per pair and UTC day")
+    for col in ("pair", "day", "trades", "exposed", "p50 ms", "p99 ms", "max ms", f"max peak {ccy}".rstrip(), "ended"):
+        table.add_column(col, justify="left" if col in ("pair", "day", "ended") else "right")
+    groups = [(g["pair"], g["utc_day"], g) for g in doc["by_pair_day"]]
+    if len(groups) > 1:
+        groups.append(("all", "", doc["overall"]))
+    for pair, day, g in groups:
+        ms = g["exposure_ms"]
+        peak = "-" if g["peak_exposure_max"] is None else f"{g['peak_exposure_max']:,.2f}"
+        ended = ", ".join(f"{k}={v}" for k, v in sorted(g["ended"].items()) if k != "never")
+        table.add_row(pair, day, str(g["trades"]), f"{g['exposed']} ({g['exposed_share']:.1%})",
+                      f"{ms['p50']:,.3f}", f"{ms['p99']:,.3f}", f"{ms['max']:,.3f}", peak, ended)
+    console.print(table)
+    worst = doc["overall"]["worst"]
+    if not worst:
+        return
+    table = Table(title=f"worst {len(worst)} trades by time out of ratio")
+    for col in ("trade", "pair", "day", "state", "expo ms", f"peak {ccy}".rstrip(), "ended"):
+        table.add_column(col, justify="right" if col.startswith(("expo", "peak")) else "left")
+    for t in worst:
+        peak = "?" if t["peak_exposure"] is None else f"{t['peak_exposure']:,.2f}"
+        table.add_row(t["trade_id"], t["pair"], t["utc_day"], t["state"], f"{t['exposure_ms']:,.3f}", peak, t["ended"])
     console.print(table)
 
 

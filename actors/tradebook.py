@@ -1,7 +1,10 @@
 """Trades, traces and run statistics read back from the audit store.
 
 Pure queries over `bus.auditstore.AuditReader` for `xmc trades`, `xmc trace`,
-`xmc report` and `xmc audit export`; no sockets.
+`xmc report` and `xmc audit export`; no sockets. Leg exposure (time out of ratio, peak
+unhedged notional, how it ended) is worked out per trade by `execution.exposure` from the
+execution stream as the journal files it (fills under ``exec.fill.*``, trade events under
+``exec.trade.*``, in stream ``seq`` order).
 """
 
 from __future__ import annotations
@@ -89,8 +92,9 @@ def leg_specs(trade_events: list[dict], cfg: Config | None, fx: dict[str, float]
         legs = ev.get("legs") or ()
         if len(legs) == 2 and legs[0]["target_qty"] > 0 and legs[1]["target_qty"] > 0:
             g = math.gcd(legs[0]["target_qty"], legs[1]["target_qty"])
-            return (expo.LegSpec(instrument=legs[0]["instrument"], ratio=legs[0]["target_qty"] // g, multiplier=None, fx=None),
-                    expo.LegSpec(instrument=legs[1]["instrument"], ratio=legs[1]["target_qty"] // g, multiplier=None, fx=None))
+            a, b = (expo.LegSpec(instrument=leg["instrument"], ratio=leg["target_qty"] // g, multiplier=None, fx=None)
+                    for leg in legs)
+            return a, b
     return None
 
 
@@ -200,7 +204,7 @@ def trace(reader: AuditReader, trade_id: str, cfg: Config | None = None) -> dict
             "events": events, "latency_us": hop_latencies(tick, signal, orders, reports),
             **exposure_fields(exposure),
             "exposure": {
-                "windows": [{"start_ns": s, "end_ns": e, "ms": round(((e if e is not None else exposure.last_ns) - s) / 1e6, 3)}
+                "windows": [{"start_ns": s, "end_ns": e, "ms": round(((exposure.last_ns if e is None else e) - s) / 1e6, 3)}
                             for s, e in exposure.windows],
                 "peak_ns": exposure.peak_ns, "base_currency": cfg.run.base_currency if cfg is not None else ""}}
 
@@ -220,9 +224,9 @@ def _exposure_markers(steps: list[expo.Moment], stream: list[dict], e: expo.Expo
                                           "unhedged_b": m.unhedged_b})
         elif m.in_ratio and out_of_ratio:
             out_of_ratio = False
-            start, end = e.windows[n]
+            start = e.windows[n][0]
             out[row["id"]].append(base | {"event": "exposure_end", "window": n, "ended": expo.closed_by(m),
-                                          "window_ms": round(((end or m.t_ns) - start) / 1e6, 3)})
+                                          "window_ms": round((m.t_ns - start) / 1e6, 3)})
             n += 1
     return out
 
