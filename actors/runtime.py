@@ -114,7 +114,9 @@ class Actor:
 
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
         self.cmd_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its routing id
+        # a restarted peer takes over its routing id; not with CURVE, where a routing id is bound
+        # to its key and another key's peer must never take over a channel
+        self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 0 if self.security.enabled else 1)
         self._listen(self.cmd_sock, self.eps.cmd(name), "cmd")
         self.cmd = CommandServer(self.cmd_sock, name, self.epoch, authenticated=self.security.enabled)
         self._register(self.cmd_sock, self._drain_cmd)
@@ -438,6 +440,8 @@ class Actor:
                 continue
             self.msgs_in += 1
             body = env.body
+            if not self._identity_holds(peer, self.cmd.user_id):
+                continue
             if isinstance(body, Control) and not self._may_command(self.cmd.user_id):
                 reply: Message | None = CmdAck(ok=False, reason=f"AUTH_NOT_OPERATOR: sender={self.security.who(self.cmd.user_id)}")
                 self.log.warning("control_refused", cmd=body.cmd, sender=self.security.who(self.cmd.user_id))
@@ -467,6 +471,23 @@ class Actor:
                     reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
             if reply is not None:
                 self.cmd.send(peer, env.seq, reply)
+
+    def _identity_holds(self, peer: bytes, user_id: str | None) -> bool:
+        """With CURVE, a routing id that names an actor must come with that actor's key (operators'
+        tools use anonymous ids); a mismatch is dropped, counted and logged."""
+        if not self.security.enabled:
+            return True
+        claimed = peer.decode("utf-8", "replace")
+        if claimed not in self.cfg.actors and claimed != SUPERVISOR:
+            return True
+        who = self.security.who(user_id)
+        if who == claimed:
+            return True
+        self._cmd_bad["identity"] = self._cmd_bad.get("identity", 0) + 1
+        n = self._cmd_bad["identity"]
+        if n == 1 or n % 1000 == 0:
+            self.log.warning("bus_identity_mismatch", socket="cmd", claimed=claimed, sender=who, count=n)
+        return False
 
     def _may_command(self, user_id: str | None) -> bool:
         """Control on the command socket: from an operator or the supervisor (ipc: the run dir's owner)."""

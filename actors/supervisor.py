@@ -113,12 +113,14 @@ class Supervisor:
             register_secret(self.security.secret_text)
             self.security.start(self.ctx)
         self.refusals: list[RefusalWatch] = []
+        self._keys_logged: set[tuple[str, str]] = set()
         self.ctl_sock = self.ctx.socket(zmq.ROUTER)
         self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.ctl_sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # a restarted actor takes over its routing id; not with CURVE (a routing id is bound to its key)
+        self.ctl_sock.setsockopt(zmq.ROUTER_HANDOVER, 0 if self.security.enabled else 1)
         self.ctl_sock.setsockopt(zmq.LINGER, 0)
         self._listen(self.ctl_sock, self.eps.supervisor_ctl(), "ctl", DOMAIN_ACTORS)  # actors report here
-        self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch)
+        self.ctl = CommandServer(self.ctl_sock, "supervisor", self.epoch, authenticated=self.security.enabled)
         self.cli_sock = self.ctx.socket(zmq.ROUTER)
         self.cli_sock.setsockopt(zmq.LINGER, 0)
         self._listen(self.cli_sock, self.eps.supervisor_cli(), "cli", DOMAIN_OPERATORS)  # operators only
@@ -146,6 +148,11 @@ class Supervisor:
             for why, endpoint, n in watch.drain():
                 if n == 1 or n % 1000 == 0:
                     self.log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
+        for (domain, key), n in self.security.denied_keys().items():
+            k = (domain, key.decode("ascii", "replace"))
+            if k not in self._keys_logged:
+                self._keys_logged.add(k)
+                self.log.warning("bus_key_refused", domain=domain, public_key=k[1], count=n)
 
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)
@@ -218,6 +225,10 @@ class Supervisor:
                 self._bad("supervisor.ctl", str(exc))
                 continue
             a = self.actors.get(peer.decode("utf-8", "replace"))
+            if self.security.enabled and (a is None or self.security.who(self.ctl.user_id) != a.name):
+                self._bad("supervisor.ctl", f"BUS_IDENTITY_MISMATCH: claimed={peer.decode('utf-8', 'replace')} "
+                                            f"sender={self.security.who(self.ctl.user_id)}")
+                continue
             body = env.body
             if a is not None and isinstance(body, Control) and body.cmd == "halt":
                 self.log.error("halt_requested", by=a.name, reason=body.args.get("reason", ""))

@@ -17,6 +17,31 @@ In process (no sockets), the executor's own share of tick-to-trade:
   iterations, untimed, every order it sent gets an ACK and a full FILL through
   ``engine.on_report`` so the trade completes and the pair is free again. Baseline: the
   ``executor_sm_signal_to_orders_us`` figure of the same run.
+  Before each signal, untimed, ``engine.rehearse`` runs as the live actor runs it every
+  ``REHEARSE_S``: it primes the margin what-if's verdicts the fills dropped (so the timed call
+  finds its verdict cached, as a live signal normally does) and warms the signal path.
+- ``executor_whatif_check_us``: the pre-trade margin what-if's cost per entry on the hot path,
+  p50 per call: what ``ExecutionEngine._refuse`` does for an opening signal (the legs' quantities,
+  the "price known?" test per leg, ``MarginWhatIf.check``) with the verdict cached, on a warm demo
+  engine holding one unit of each pair (au_gc, hsi_mhi). Timed in batches of 100 calls (the clock's
+  own cost is not in the figure). Baseline: the ``executor_engine_signal_to_orders_us`` figure of
+  the same run (so the ratio is the what-if's share of the engine's signal -> orders). Extras, from
+  engine loops like the one above on the holding engine (each mode 1/3 of its signals, run in two
+  interleaved halves, the first 200 of each half left out; the au_gc entries alternate direction,
+  so the book goes between 1 and 2 au_gc units beside 1 hsi_mhi unit): ``primed_us`` = on_signal
+  p50 with ``engine.rehearse`` called (untimed) before each signal, as the actor does every ``REHEARSE_S``
+  (it primes the verdicts the fills dropped, then warms the signal path); ``off_us`` = the same
+  with ``whatif.check`` stubbed out (returns None, computes nothing);
+  ``delta_us`` = primed - off: what the what-if moves the engine's signal -> orders p50 by (noisy:
+  a difference of two medians); ``unprimed_us`` = the loop without the rehearsal, a recompute on
+  every signal (a signal within ``REHEARSE_S`` of a fill);
+  ``unprimed_delta_us`` = that minus the same loop with the what-if stubbed out (what the what-if
+  adds to ``executor_engine_signal_to_orders_us``'s kind of loop).
+- ``executor_whatif_compute_us``: a full what-if recompute (cache miss: ``invalidate`` then
+  ``check``), p50, over the demo pairs in both directions (1 unit each), on the same warm engine:
+  every position of the book plus the trade's legs through ``MarginCalculator.compute`` (demo
+  models: percent and fixed, spread credits), FX into the base and back into each account's
+  currency. Extras: p50 per pair, ``p99_us``. No baseline.
 - ``executor_inproc_signal_to_orders_us``: the PairTrade machine plus what the old actor did
   around it on the hot path: decode the Signal frame, log TradeOpened and both OrderSent (no
   fsync), encode both OrderRequests, p50.
@@ -161,6 +186,7 @@ def _engine_signal_to_orders(tmp: Path, n: int) -> tuple[list[int], int]:
     try:
         for i, sig in enumerate(sigs):
             now = _T0 + i * _SECOND
+            engine.rehearse(now)  # untimed, as the actor does every REHEARSE_S between signals
             t0 = clock()
             effects = engine.on_signal(sig, now)
             t1 = clock()
@@ -175,6 +201,129 @@ def _engine_signal_to_orders(tmp: Path, n: int) -> tuple[list[int], int]:
     finally:
         engine.wal.close()
     return out, n_orders
+
+
+# --- the pre-trade margin what-if ------------------------------------------------------------------
+
+_WHATIF_BATCH = 100
+
+
+def _hsi_signal(i: int, now: int, d: Side) -> Signal:
+    return Signal(
+        signal_id=f"h{i}", pair="hsi_mhi", direction=d, closing=False,
+        legs=(SignalLeg(instrument="HSI", side=d, qty=1, limit_px=25000.0),
+              SignalLeg(instrument="MHI", side=d.opposite, qty=5, limit_px=25000.0)),
+        spread=1.0, zscore=2.1, expiry_ns=now + _SECOND, tick_recv_ns=now, signal_ns=now,
+    )
+
+
+def _holding_engine(wal_path: Path) -> tuple[ExecutionEngine, int]:
+    """A warm demo engine (201 au_gc trades run through it) holding 1 unit of au_gc and of hsi_mhi;
+    the next signal index."""
+    engine = demo_engine(wal_path)
+    run_trades(engine, 201)  # BUY, SELL, ..., BUY: long 1 au_gc unit
+    now = _T0 + 201 * _SECOND
+    _fill_all(engine, engine.on_signal(_hsi_signal(0, now, Side.BUY), now), now)
+    if engine.open or engine.book.units("au_gc") != 1 or engine.book.units("hsi_mhi") != 1:
+        raise RuntimeError(f"holding engine not as built: {engine.positions()} stats={engine.stats}")
+    return engine, 202
+
+
+def _whatif_hot(engine: ExecutionEngine, sig: Signal) -> str | None:
+    """What `ExecutionEngine._refuse` does for the what-if of an opening signal."""
+    p = engine.params[sig.pair]
+    qty = {leg.instrument: leg.qty for leg in sig.legs}
+    for leg in sig.legs:
+        if leg.instrument not in engine.whatif.price:
+            engine.whatif.on_price(leg.instrument, leg.limit_px)
+    return engine.whatif.check(sig.pair, sig.direction.sign, qty[p.a.instrument], qty[p.b.instrument], engine.book,
+                               engine.fx)
+
+
+def _whatif_costs(tmp: Path, n: int) -> dict:
+    """ns per cached check (batches), ns per full recompute per pair."""
+    clock = time.perf_counter_ns
+    engine, _ = _holding_engine(tmp / "whatif.wal")
+    try:
+        now = _T0 + 10**6 * _SECOND
+        sigs = [_engine_signal(0, now), _engine_signal(1, now), _hsi_signal(1, now, Side.BUY),
+                _hsi_signal(2, now, Side.SELL)]
+        verdicts = [_whatif_hot(engine, s) for s in sigs]
+        if any(v is not None for v in verdicts):
+            raise RuntimeError(f"what-if refused a bench signal: {verdicts}")
+        sig = sigs[1]  # au_gc SELL: the verdict is cached now
+        computed = engine.whatif.computed
+        batches: list[float] = []
+        for _ in range(n // _WHATIF_BATCH):
+            t0 = clock()
+            for _ in range(_WHATIF_BATCH):
+                _whatif_hot(engine, sig)
+            batches.append((clock() - t0) / _WHATIF_BATCH)
+        if engine.whatif.computed != computed:
+            raise RuntimeError("the cached what-if verdict was computed again")
+        miss: dict[str, list[int]] = {"au_gc": [], "hsi_mhi": []}
+        for i in range(n // 4):
+            s = sigs[i % 4]
+            engine.whatif.invalidate()
+            t0 = clock()
+            _whatif_hot(engine, s)
+            miss[s.pair].append(clock() - t0)
+        if engine.whatif.computed != computed + n // 4:
+            raise RuntimeError("a what-if cache miss did not compute")
+    finally:
+        engine.wal.close()
+    return {"hit": batches, "miss": miss}
+
+
+def _engine_loop(tmp: Path, n: int, mode: str, run: int) -> list[int]:
+    """ns of each `on_signal` (demo au_gc entries, completed untimed in between) on a holding engine;
+    mode "unprimed": as `_engine_signal_to_orders`; "primed": `engine.rehearse` before each signal
+    (untimed; it primes the what-if's verdicts, then warms the signal path), as the actor does every
+    `REHEARSE_S`; "off": the same rehearsal, with the what-if stubbed out; "unprimed_off":
+    as "unprimed", with the what-if stubbed out."""
+    clock = time.perf_counter_ns
+    engine, first = _holding_engine(tmp / f"loop-{run}-{mode}.wal")  # a fresh log each time
+    if mode in ("off", "unprimed_off"):
+        engine.whatif.check = lambda *a, **k: None  # type: ignore[method-assign]
+    out: list[int] = []
+    try:
+        for i in range(first, first + n):
+            now = _T0 + i * _SECOND
+            sig = _engine_signal(i, now)
+            if mode in ("primed", "off"):
+                engine.rehearse(now)
+            t0 = clock()
+            effects = engine.on_signal(sig, now)
+            out.append(clock() - t0)
+            if not any(isinstance(e, SendWire) for e in effects):
+                raise RuntimeError(f"on_signal ({mode}) made no orders: {effects!r} stats={engine.stats}")
+            _fill_all(engine, effects, now)
+    finally:
+        engine.wal.close()
+    return out
+
+
+def bench_whatif(tmp: Path, engine_p50_us: float, n: int = 20_000, n_engine: int = _N_ENGINE // 3) -> dict:
+    """`executor_whatif_check_us` and `executor_whatif_compute_us` (see the module docstring)."""
+    costs = _whatif_costs(tmp, n)
+    hit = statistics.median(costs["hit"][10:]) / 1000.0
+    loops: dict[str, list[int]] = {}
+    for run, mode in enumerate(("off", "primed", "unprimed", "unprimed_off") * 2):  # two halves each, interleaved
+        loops.setdefault(mode, []).extend(_engine_loop(tmp, n_engine // 2, mode, run)[200:])
+    p50 = {m: statistics.median(v) / 1000.0 for m, v in loops.items()}
+    every = [x for v in costs["miss"].values() for x in v[50:]]
+    miss = percentiles(every)
+    return {
+        "executor_whatif_check_us": _metric(
+            hit, "us", engine_p50_us, primed_us=round(p50["primed"], 2), off_us=round(p50["off"], 2),
+            delta_us=round(p50["primed"] - p50["off"], 2), unprimed_us=round(p50["unprimed"], 2),
+            unprimed_delta_us=round(p50["unprimed"] - p50["unprimed_off"], 2),
+            calls=len(costs["hit"]) * _WHATIF_BATCH, signals=sum(len(v) for v in loops.values())),
+        "executor_whatif_compute_us": _metric(
+            miss["p50"] / 1000.0, "us", None, p99_us=round(miss["p99"] / 1000.0, 2),
+            **{f"{pair}_us": round(statistics.median(v[50:]) / 1000.0, 2) for pair, v in costs["miss"].items()},
+            computes=len(every)),
+    }
 
 
 def bench_executor() -> dict:
@@ -214,6 +363,8 @@ def bench_executor() -> dict:
                 wal.append_many(rec)
                 wal_us.append(clock() - t0)
         engine_ns, engine_orders = _engine_signal_to_orders(Path(tmp), _N_ENGINE)
+        eng = percentiles(engine_ns[500:])
+        whatif = bench_whatif(Path(tmp), eng["p50"] / 1000.0)
 
     n_trades = 5000
     t0 = clock()
@@ -228,7 +379,6 @@ def bench_executor() -> dict:
     per_s = n_trades / ((clock() - t0) / 1e9)
 
     sm_us = statistics.median(sm[1000:]) / 1000.0
-    eng = percentiles(engine_ns[500:])
     return {
         "executor_sm_signal_to_orders_us": _metric(sm_us, "us"),
         "executor_engine_signal_to_orders_us": _metric(
@@ -237,6 +387,7 @@ def bench_executor() -> dict:
         "executor_inproc_signal_to_orders_us": _metric(statistics.median(inproc[500:]) / 1000.0, "us"),
         "executor_sm_trades_per_s": _metric(per_s, "per_s"),
         "executor_wal_append_us": _metric(statistics.median(wal_us[500:]) / 1000.0, "us"),
+        **whatif,
     }
 
 

@@ -17,7 +17,10 @@ authenticator (`zmq.auth.thread.ThreadAuthenticator`) and accepts, per ZAP domai
   operator keys only.
 
 A peer without CURVE, with a key not listed, or with a wrong server key never completes the
-handshake: it receives nothing and nothing it sends is read. Every refused handshake is
+handshake: it receives nothing and nothing it sends is read. A routing id is bound to its key:
+on a command socket (and the supervisor's), a message whose routing id names an actor must
+come with that actor's key, and no peer takes over another's routing id (no ROUTER_HANDOVER
+with CURVE), so a key valid on the bus cannot pose as another actor. Every refused handshake is
 counted per socket (a socket monitor, `RefusalWatch`) and logged once per socket, reason and
 peer key. The authenticated key of a message's sender is its ZeroMQ ``User-Id`` property;
 `BusSecurity.who` names it. On ipc the sockets sit in the run dir's ``sock`` folder (mode
@@ -44,10 +47,12 @@ SUPERVISOR = "supervisor"
 DOMAIN_BUS = "bus"
 DOMAIN_ACTORS = "actors"
 DOMAIN_OPERATORS = "operators"
+# what libzmq reports for a refused handshake; a plaintext peer shows as "protocol" or
+# "handshake" depending on the socket types, a CURVE peer with a wrong server key as "handshake"
 REFUSAL_EVENTS = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",  # a CURVE peer whose key is not listed
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",  # a plaintext peer, or garbage
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake",  # e.g. a client holding a wrong server key
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",  # a CURVE peer whose key is not listed (ZAP said no)
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake",
 }
 
 

@@ -34,7 +34,7 @@ from configs.schema import Config
 from execution.allocation import Allocator
 from execution.childorders import ChildRouter, parent_of, session_down
 from execution.ids import TradeIds, parse_cl_ord_id
-from execution.pairtrade import (Action, CancelOrder, OrderStatus, PairParams, PairTrade, QueryStatus, RaiseAlert,
+from execution.pairtrade import (ENTRY_STATES, Action, CancelOrder, OrderStatus, PairParams, PairTrade, QueryStatus, RaiseAlert,
                                  RequestHalt, SendOrder, SignalInvalid, Transition, marketable_limit, params_from_config)
 from execution.positions import PositionBook
 from execution.whatif import MarginWhatIf
@@ -114,6 +114,7 @@ class ExecutionEngine:
         self.book = PositionBook({n: (p.a.ratio, p.b.ratio) for n, p in self.params.items()})
         self.limits = PreTradeLimits.from_config(cfg, self.book)
         self.whatif = MarginWhatIf(cfg, self.params)
+        self._signal_px: dict[str, float] = {}  # the latest signals' limit prices, for the what-if's marks
         self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
         self.router = ChildRouter({n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts},
                                   {n: a.iceberg_visible for n, a in cfg.accounts.items()})
@@ -374,11 +375,27 @@ class ExecutionEngine:
         if reason is None and not sig.closing:  # margin never refuses a reduction
             qty = {leg.instrument: leg.qty for leg in sig.legs}
             for leg in sig.legs:
+                self._signal_px[leg.instrument] = leg.limit_px  # the what-if's marks, taken off the hot path
                 if leg.instrument not in self.whatif.price:
                     self.whatif.on_price(leg.instrument, leg.limit_px)
+            self.whatif.set_pending(self._pending_entries())
             reason = self.whatif.check(sig.pair, sig.direction.sign, qty[p.a.instrument], qty[p.b.instrument],
                                        self.book, self.fx)
         return reason
+
+    def _pending_entries(self) -> dict[tuple[str, str], int]:
+        """Lots the entry legs of open trades would still add, per (account, instrument)."""
+        out: dict[tuple[str, str], int] = {}
+        for trade_id in self.open:
+            trade = self.trades[trade_id]
+            if trade.state not in ENTRY_STATES:
+                continue
+            for lp, view in zip((trade.params.a, trade.params.b), trade.legs_view()):
+                left = max(0, view.target_qty - view.filled_qty)
+                if left:
+                    k = (lp.account, lp.instrument)
+                    out[k] = out.get(k, 0) + view.side.sign * left
+        return out
 
     def _reject_signal(self, sig: Signal, reason: str, now: int) -> list[Effect]:
         self.stats["rejected"] += 1
@@ -548,6 +565,10 @@ class ExecutionEngine:
         """Run a signal's path without effects (no log, no send) so code and data stay in the CPU
         caches between sparse signals; a cold executor takes several times longer to send. The
         margin what-if verdicts an input change dropped are computed again here, off the hot path."""
+        for inst, px in self._signal_px.items():
+            self.whatif.on_price(inst, px)
+        self._signal_px.clear()
+        self.whatif.set_pending(self._pending_entries())
         self.whatif.prime(self.book, self.fx)
         for pair, sig in self._rehearsal.items():
             trade = PairTrade("R000000", msgspec.structs.replace(sig, expiry_ns=now + 10**9), self.params[pair])

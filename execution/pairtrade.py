@@ -190,6 +190,7 @@ Action = Union[SendOrder, CancelOrder, QueryStatus, Transition, RaiseAlert, Requ
 
 TERMINAL = frozenset({TradeState.COMPLETED, TradeState.CANCELLED, TradeState.ROLLED_BACK, TradeState.BROKEN})
 _ENTRY = frozenset({TradeState.WORKING, TradeState.HEDGING, TradeState.RESUBMITTING})
+ENTRY_STATES = _ENTRY  # a trade whose entry legs may still fill more
 _SETTLED = frozenset({TradeState.COMPLETED, TradeState.CANCELLED, TradeState.ROLLED_BACK})
 _ANY = frozenset(TradeState)
 

@@ -2,7 +2,8 @@
 
 Same margin models, spread credits and FX as marginwatch (`riskguard.margin`), over the
 engine's own position book (`execution.positions`, built from the execution stream), at the
-latest price the engine knows per instrument (a fill, the touch, else the signal's limit),
+latest price the engine knows per instrument (a fill, the touch, the latest signal's limit),
+with every entry order of the other open trades counted as if it filled,
 against each account's equity as marginwatch last published it (`MarginSnapshot`; the
 configured balance until then). The verdict per (pair, direction, size) is cached and the
 cache is dropped whenever an input changes (a fill moved the book, a new snapshot, a new
@@ -44,6 +45,7 @@ class MarginWhatIf:
                                                  cross_account_credits=cfg.risk.cross_account_credits)
         self.price: dict[str, float] = {}
         self.fx_mid: dict[str, float] = {}
+        self.pending: dict[tuple[str, str], int] = {}  # (account, instrument) -> lots other entries may add
         self._cache: dict[Key, str | None] = {}
         self._asked: set[Key] = set()
         self.computed = 0
@@ -66,6 +68,12 @@ class MarginWhatIf:
         old = self.fx_mid.get(pair)
         if mid > 0 and (old is None or abs(mid - old) > PRICE_TOLERANCE * old):
             self.fx_mid[pair] = mid
+            self._cache.clear()
+
+    def set_pending(self, pending: dict[tuple[str, str], int]) -> None:
+        """What the entries of trades in flight would add if they filled (they count as filled)."""
+        if pending != self.pending:
+            self.pending = pending
             self._cache.clear()
 
     def invalidate(self) -> None:
@@ -93,6 +101,8 @@ class MarginWhatIf:
         """Each account's utilisation (initial margin / equity) with the trade's legs filled."""
         p = self.params[pair]
         lots = {(acct, inst): book.lots(acct, inst) for acct, inst in book.holdings()}
+        for k, q in self.pending.items():
+            lots[k] = lots.get(k, 0) + q
         for leg, q in ((p.a, sign * qty_a), (p.b, -sign * qty_b)):
             lots[(leg.account, leg.instrument)] = lots.get((leg.account, leg.instrument), 0) + q
         positions = []
@@ -115,7 +125,9 @@ class MarginWhatIf:
 
     def _verdict(self, key: Key, book: PositionBook, fx: FxTable) -> str | None:
         pair, sign, qa, qb = key
-        for acct, util in sorted(self.utilisation_after(pair, sign, qa, qb, book, fx).items()):
-            if util > self.limit:
-                return f"MARGIN_WHATIF: account={acct} utilisation_after={util:.4f} limit={self.limit:g}"
-        return None
+        over = [(util, acct) for acct, util in self.utilisation_after(pair, sign, qa, qb, book, fx).items()
+                if util > self.limit]
+        if not over:
+            return None
+        util, acct = max(over)  # the account furthest past the limit
+        return f"MARGIN_WHATIF: account={acct} utilisation_after={util:.4f} limit={self.limit:g}"

@@ -173,3 +173,63 @@ port = {free_port()}
 [venues.COMEX.fix]
 port = {free_port()}
 """
+
+
+def free_base_port(span: int = 40) -> int:
+    """A tcp base port whose next `span` ports are free right now on loopback (a run needs
+    4 per actor plus 4 for the supervisor: `bus.endpoints`)."""
+    import random
+    import socket
+
+    for _ in range(50):
+        base = random.randint(20_000, 60_000)
+        socks = []
+        try:
+            for port in range(base, base + span):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def log_records(run_dir: Path, name: str, event: str | None = None) -> list[dict]:
+    """The JSON log lines of one actor (or "supervisor"), optionally only those of one event."""
+    path = run_dir / "logs" / f"{name}.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+        if event is None or rec.get("event") == event:
+            out.append(rec)
+    return out
+
+
+# The smallest run: one simulated FX venue, its simulator and its feed (TOML, no braces to escape).
+FX_ONLY = """
+[venues.FX]
+kind = "sim"
+[instruments.USDCNH]
+venue = "FX"
+symbol = "USDCNH"
+tick = 0.0001
+multiplier = 1.0
+currency = "CNH"
+unit = "ccy"
+fx = true
+sim = { start = 7.2, interval_ms = 20 }
+[actors.simex]
+kind = "simex"
+[actors.ingest_fx]
+kind = "ingest"
+venue = "FX"
+"""

@@ -5,33 +5,12 @@ switch and notices a restart it did not make."""
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import ROOT, actor, wait_for, write_config, xmc
-
-
-def _free_base_port(span: int = 40) -> int:
-    """A base port whose next `span` ports are free right now on loopback."""
-    for _ in range(50):
-        base = random.randint(20_000, 60_000)
-        socks = []
-        try:
-            for port in range(base, base + span):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
+from helpers import FX_ONLY, ROOT, actor, free_base_port, wait_for, write_config, xmc
 
 
 def _start_actor(name: str, cfg: Path, run_dir: Path) -> subprocess.Popen:
@@ -47,24 +26,8 @@ heartbeat_timeout_s = 1.5
 [endpoints]
 transport = "tcp"
 host = "127.0.0.1"
-base_port = {_free_base_port()}
-[venues.FX]
-kind = "sim"
-[instruments.USDCNH]
-venue = "FX"
-symbol = "USDCNH"
-tick = 0.0001
-multiplier = 1.0
-currency = "CNH"
-unit = "ccy"
-fx = true
-sim = {{ start = 7.2, interval_ms = 20 }}
-[actors.simex]
-kind = "simex"
-[actors.ingest_fx]
-kind = "ingest"
-venue = "FX"
-""")
+base_port = {free_base_port()}
+""" + FX_ONLY)
     xmc("up", str(cfg), "--external", "--detach", run_dir=run_dir, check=True)
     procs = {name: _start_actor(name, cfg, run_dir) for name in ("simex", "ingest_fx")}
     try:
