@@ -177,12 +177,17 @@ port = {free_port()}
 
 def free_base_port(span: int = 40) -> int:
     """A tcp base port whose next `span` ports are free right now on loopback (a run needs
-    4 per actor plus 4 for the supervisor: `bus.endpoints`)."""
+    4 per actor plus 4 for the supervisor: `bus.endpoints`). Below the kernel's ephemeral range,
+    so the run's own outgoing connections cannot take one before its actor binds it."""
     import random
     import socket
 
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
     for _ in range(50):
-        base = random.randint(20_000, 60_000)
+        base = random.randint(10_000, max(10_001, low - span - 1))
         socks = []
         try:
             for port in range(base, base + span):
