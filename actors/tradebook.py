@@ -275,6 +275,44 @@ def tick_to_trade_us(reader: AuditReader) -> list[float]:
     return out
 
 
+STAGES = ("tick_to_trigger", "trigger_eval", "signal_to_executor", "executor_to_first_order",
+          "first_to_last_order")
+
+
+def tick_stages_us(reader: AuditReader) -> list[dict[str, float]]:
+    """Where each trade's tick-to-trade went, microseconds per stage: tick (ingest receive) ->
+    trigger wake (`Signal.eval_ns`) -> signal published (`signal_ns`) -> executor wake (its first
+    trade event's `ts_ns`) -> first entry order sent -> last entry order sent; plus
+    `tick_to_first_order` and `tick_to_trade`. Trades without every stamp are left out."""
+    sent: dict[str, list[int]] = defaultdict(list)
+    tick: dict[str, int] = {}
+    for row in reader.rows("kind = 'OrderRequest'"):
+        b = row["body"]
+        if b["purpose"] == "OPEN" and b["sent_ns"] and b["tick_recv_ns"]:
+            sent[row["trade_id"]].append(b["sent_ns"])
+            tick.setdefault(row["trade_id"], b["tick_recv_ns"])
+    woke: dict[str, tuple[int, str]] = {}
+    for row in reader.rows("kind = 'PairTradeEvent' AND trade_id IS NOT NULL", order="epoch, seq"):
+        woke.setdefault(row["trade_id"], (row["body"]["ts_ns"], row["body"]["signal_id"]))
+    signals: dict[str, dict] = {}
+    for row in reader.rows("kind = 'Signal'"):
+        signals.setdefault(row["body"]["signal_id"], row["body"])
+    out = []
+    for tid, times in sent.items():
+        if tid not in woke or woke[tid][1] not in signals:
+            continue
+        sig, exec_wake = signals[woke[tid][1]], woke[tid][0]
+        t0, first, last = tick[tid], min(times), max(times)
+        if not sig.get("eval_ns") or len(times) < 2:
+            continue
+        marks = (t0, sig["eval_ns"], sig["signal_ns"], exec_wake, first, last)
+        row = {name: (b - a) / 1e3 for name, a, b in zip(STAGES, marks, marks[1:])}
+        row["tick_to_first_order"] = (first - t0) / 1e3
+        row["tick_to_trade"] = (last - t0) / 1e3
+        out.append(row)
+    return out
+
+
 def export_day(reader: AuditReader, day: dt.date) -> Iterator[dict]:
     """Every event journalled on `day` (UTC), in order, flattened for CSV/JSON."""
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp() * 1e9)

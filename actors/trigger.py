@@ -53,6 +53,7 @@ class TriggerActor(Actor):
         self.risk_step = -1  # marginwatch's last StepDone
         self._step_recv = 0  # newest real receive time among the step's quotes
         self._signals_sent_mono = 0
+        self._eval_start = 0  # monotonic ns when the evaluation now publishing began
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
         # trade ends (they release signals) and the executor's position view (inventory), every
@@ -117,6 +118,7 @@ class TriggerActor(Actor):
         if step is None:
             return
         self.step_evaluated = step.step
+        self._eval_start = time.monotonic_ns()
         if step.step > 0:
             self._emit(self.engine.evaluate(step.ts_ns, utc_ns=step.ts_ns), step.ts_ns, step.step)
         self._finish_step()
@@ -182,7 +184,7 @@ class TriggerActor(Actor):
         if not self.dirty:
             return
         self.dirty = False
-        now = time.monotonic_ns()
+        now = self._eval_start = time.monotonic_ns()
         signals = self.engine.evaluate(now, utc_ns=time.time_ns())
         self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
         self._emit(signals, now, 0)
@@ -196,7 +198,7 @@ class TriggerActor(Actor):
                 sig = msgspec.structs.replace(sig, expiry_ns=mono + (sig.expiry_ns - now), step=step,
                                               tick_recv_ns=self._step_recv or sig.tick_recv_ns)
                 self._signals_sent_mono = mono
-            sig = msgspec.structs.replace(sig, signal_ns=mono)
+            sig = msgspec.structs.replace(sig, signal_ns=mono, eval_ns=self._eval_start)
             self.publish(topics.sig(sig.pair), sig)
             self.open_signals[sig.signal_id] = sig
             self.log.info("signal", signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value,

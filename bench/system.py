@@ -47,7 +47,7 @@ import numpy as np
 import zmq
 
 from actors.journal import FLUSH_ROWS, JournalActor
-from actors.tradebook import tick_to_trade_us
+from actors.tradebook import STAGES, tick_stages_us, tick_to_trade_us
 from bench.bus import raw_pubsub_rate, run_chain
 from bench.ingest import MBP1_FILE
 from bench.stats import metric, percentiles
@@ -367,9 +367,11 @@ def _demo_run(profile: str, seconds: float) -> tuple[list[float], float, dict]:
         run.down()
         reader = AuditReader(run.run_dir / "journal.sqlite")
         t2t = tick_to_trade_us(reader)
+        stages = tick_stages_us(reader)
         reader.close()
     if not t2t:
         raise RuntimeError(f"demo ({profile}) made no trade in {seconds:.0f}s")
+    executor = dict(executor, stages=stages)  # type: ignore[arg-type]
     return t2t, statistics.median(rates) if rates else 0.0, executor
 
 
@@ -382,7 +384,10 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
     (`bench.bus.run_chain("raw", 2, ...)`) at the demo's measured quote rate into the trigger
     (median of per-second samples of the ingest actors' `<symbol>/s`), stated in `rate_per_s`.
     signal-to-orders is the executor's status detail `signal_to_orders_p50_us` read with
-    `xmc status --json` before `xmc down`; no baseline.
+    `xmc status --json` before `xmc down`; no baseline. `tick_to_first_order_p50_us` (the first
+    leg out; baseline the raw chain's p50) and `stage_<name>_p50_us` (p99 in `p99_us`): where
+    each trade's time went, tick -> trigger wake -> signal published -> executor wake -> first
+    order -> last order (`actors.tradebook.tick_stages_us`), default profile only.
     """
     runs = {profile: _demo_run(profile, seconds) for profile in ("none", "latency")}
     rate = runs["none"][1] or 200.0
@@ -398,6 +403,14 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
         s2o = executor.get("signal_to_orders_p50_us")
         if s2o is not None:
             out[f"executor_signal_to_orders{tag}_us"] = metric(s2o, "us", None, signals=executor.get("signals", 0.0))
+        stages: list[dict] = executor.get("stages", [])  # type: ignore[assignment]
+        if stages and not tag:  # where the tick's time goes, stage by stage (the default profile)
+            first = percentiles([r["tick_to_first_order"] for r in stages])
+            out["tick_to_first_order_p50_us"] = metric(first["p50"], "us", chain["p50"] / 1e3, p99_us=round(first["p99"], 1),
+                                                       trades=len(stages))
+            for name in STAGES:
+                q = percentiles([r[name] for r in stages])
+                out[f"stage_{name}_p50_us"] = metric(q["p50"], "us", None, p99_us=round(q["p99"], 1), trades=len(stages))
     return out
 
 

@@ -213,6 +213,7 @@ class Signal(_Msg):
     tick_recv_ns: int  # receive time of the quote that triggered it
     signal_ns: int
     step: int = 0  # lockstep: the market step it was priced on (0: not in lockstep)
+    eval_ns: int = 0  # when the trigger began the evaluation that priced it (its wake for the tick)
 
 
 class OrderRequest(_Msg):
