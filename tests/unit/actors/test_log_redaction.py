@@ -5,6 +5,7 @@ actor prints to its stderr when it dies (main thread, other threads)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -123,7 +124,7 @@ def test_hooks_write_redacted_tracebacks(logged, capsys: pytest.CaptureFixture[s
 def run_actor_like(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     """A process that does what an actor does at start (`setup_logging`, then reads its password
     from the environment), then `body`; stderr is what lands in logs/<actor>.stderr."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys, threading
         from actors.logs import setup_logging
         from feeds.fix.session import read_secret
@@ -131,7 +132,7 @@ def run_actor_like(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str
         password = read_secret("XMC_UNIT_HOOK_PW", "")
     """) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT, env={**__import__("os").environ, "XMC_UNIT_HOOK_PW": SECRET})
+                          cwd=ROOT, env={**os.environ, "XMC_UNIT_HOOK_PW": SECRET})
 
 
 def test_actor_dying_of_an_exception_prints_a_redacted_traceback(tmp_path: Path) -> None:
