@@ -351,6 +351,8 @@ def test_bad_messages_on_a_logged_on_session_are_counted_and_logged_and_the_sess
     tap = BusTap(cfg, run_dir, {"executor": ["risk.alert", "hb.executor"]})
     try:
         wait_for(lambda: session(run_dir)["state"] == "LOGGED_ON", 15, "the order session logged on")
+        # a first logon answered after the 1 s logon timeout is retried: count from the one that held
+        logons_before = venue.logons()
         beats: list[Heartbeat] = []
         alerts: list[Alert] = []
 
@@ -406,7 +408,7 @@ def test_bad_messages_on_a_logged_on_session_are_counted_and_logged_and_the_sess
         s = session(run_dir)
         assert (s["state"], s["logons"]) == ("LOGGED_ON", 1.0), s
         assert not log_events(run_dir, "fix_session_down")
-        assert venue.logons() == 1
+        assert venue.logons() == logons_before
         assert d[f"{KEY}.state"] == 1.0
         assert_survived(run_dir, pid)
     finally:
