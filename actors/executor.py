@@ -34,6 +34,7 @@ from execution.wal import WriteAheadLog, compact
 from feeds.fix.session import NOT_LOGGED_ON_WARN_S, FixEngine, SessionEvent, SessionEventKind
 from feeds.fix.venue import logon_fields, order_session
 from feeds.fix.wire import FixError, masked
+from riskguard.ledger import mid_of
 
 REHEARSE_S = 0.005
 WAL_COMPACT_BYTES = 8 * 1024 * 1024
@@ -50,7 +51,6 @@ class ExecutorActor(Actor):
         self.stats = {"orders": 0, "stream_served": 0}
         self.s2o_us: deque[float] = deque(maxlen=2000)
         self.published = RiskLevel.NORMAL
-        self.level = RiskLevel.NORMAL
         # lockstep: a signal waits until marginwatch has answered its step and the FX feeds have
         # delivered it, so the risk level and the rates it is judged by are the ones the trigger saw
         lockstep = cfg.run.lockstep.enabled
@@ -162,7 +162,7 @@ class ExecutorActor(Actor):
 
     def _on_touch(self, topic: str, env: Envelope) -> None:
         q = env.body
-        if isinstance(q, Quote):
+        if isinstance(q, Quote) and mid_of(q) is not None:  # a one-sided or broken quote prices nothing
             inst = self._touch_of.get((q.venue, q.symbol))
             if inst is not None:
                 self.engine.on_touch(inst, q.bid, q.ask)
@@ -194,11 +194,11 @@ class ExecutorActor(Actor):
 
     def _apply_risk(self, reason: str) -> None:
         level = RiskLevel.HALTED if self.kill.halted else self.published
-        if level is self.level:
+        if level is self.engine.level:
             return
         self.log.warning("risk_level", state=level.value, published=self.published.value, kill=self.kill.halted, reason=reason,
                          risk_state_latency_us=round(self.risk_latency_us, 1))
-        self.level = self.engine.level = level
+        self.engine.level = level
         if level.rank >= RiskLevel.REDUCE_ONLY.rank:
             self._do(self.engine.halt(time.monotonic_ns(), f"RISK_{level.value}: {reason}"))
             self._rearm()
@@ -336,16 +336,12 @@ class ExecutorActor(Actor):
                     gw.send(o)
                     last_sent = o.sent_ns
                 sent.append(o)
-            elif isinstance(e, CancelWire):
+            elif isinstance(e, (CancelWire, QueryWire)):
                 gw = self.gateways.get(e.req.venue)
                 if gw is None:
                     self._no_gateway(e.trade_id, e.req.cl_ord_id, e.req.venue)
-                else:
+                elif isinstance(e, CancelWire):
                     gw.cancel(e.req)
-            elif isinstance(e, QueryWire):
-                gw = self.gateways.get(e.req.venue)
-                if gw is None:
-                    self._no_gateway(e.trade_id, e.req.cl_ord_id, e.req.venue)
                 else:
                     gw.status(e.req)
             elif isinstance(e, Emit):
@@ -365,10 +361,7 @@ class ExecutorActor(Actor):
         return last_sent
 
     def _no_gateway(self, trade_id: str, cl_ord_id: str, venue: str) -> None:
-        text = f"EXEC_NO_GATEWAY: venue={venue} cl_ord_id={cl_ord_id}"
-        self.publish(topics.RISK_ALERT, Alert(severity=Severity.CRITICAL, code=text.split(":")[0], text=text,
-                                              actor=self.name, trade_id=trade_id, ts_ns=time.monotonic_ns()))
-        self.log.error("exec_alert", trade_id=trade_id, text=text)
+        self._alert(Severity.CRITICAL, f"EXEC_NO_GATEWAY: venue={venue} cl_ord_id={cl_ord_id}", trade_id)
 
     def _alert(self, severity: Severity, text: str, trade_id: str) -> None:
         self.publish(topics.RISK_ALERT, Alert(severity=severity, code=text.split(":")[0], text=text, actor=self.name,
@@ -381,7 +374,7 @@ class ExecutorActor(Actor):
         for gw in self.fix_gateways:
             d.update(gw.detail())
         d["open_trades"] = float(len(self.engine.open))
-        d["risk_level"] = float(self.level.rank)
+        d["risk_level"] = float(self.engine.level.rank)
         d["stream_head"] = float(self.engine.head)
         for p in self.engine.book.view().pairs:
             d[f"units.{p.pair}"] = float(p.units)
@@ -392,7 +385,7 @@ class ExecutorActor(Actor):
 
     def on_stop_requested(self) -> None:
         """Shutting down: start nothing new and flatten what is open while the venues still answer."""
-        self.level = self.engine.level = RiskLevel.HALTED
+        self.engine.level = RiskLevel.HALTED
         if self.engine.open:
             self.log.warning("shutdown_flattening", open_trades=len(self.engine.open))
             self._do(self.engine.halt(time.monotonic_ns(), "SHUTDOWN: flatten"))

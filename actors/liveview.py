@@ -116,11 +116,6 @@ class LiveView:
         if self.risk is not None:
             style = {"NORMAL": "green", "WARN": "yellow"}.get(self.risk.state.value, "bold red")
             summary.add_row("risk state", f"[{style}]{self.risk.state.value}[/] ({self.risk.reason[:60]})")
-        if self.margin is not None:
-            summary.add_row("margin utilisation", f"{self.margin.total.utilisation:.1%} of equity "
-                            f"{self.margin.total.equity:,.0f} {self.margin.base_currency}")
-            if self.margin.suggestion:
-                summary.add_row("suggestion", self.margin.suggestion)
         parts = [pairs, summary]
         if self.margin is not None:
             parts.append(capital_table(capital_view(self.margin, cfg.risk, state=self.risk), console=self.console))

@@ -101,7 +101,6 @@ class Actor:
             register_secret(self.security.secret_text)
             self.security.start(self.ctx)
         self._refusals: list[RefusalWatch] = []
-        self._refusals_logged: set[tuple[str, str]] = set()
 
         hwm = cfg.endpoints.hwm
         # XPUB, so the actor sees who subscribes (a replay waits for its audience)
@@ -143,20 +142,8 @@ class Actor:
         if self.security.enabled:
             watch = RefusalWatch(sock, label)
             self._refusals.append(watch)
-            self._register(watch.monitor, lambda: self._on_refused(watch))
+            self._register(watch.monitor, lambda: self.security.log_refusals(watch, self.log))
         sock.bind(self.eps.bindable(endpoint))
-
-    def _on_refused(self, watch: RefusalWatch) -> None:
-        """A peer failed the handshake (no CURVE, an unknown key, a wrong server key): counted,
-        logged once per socket and reason (and per refused key), then every 1000th."""
-        for why, endpoint, n in watch.drain():
-            if n == 1 or n % 1000 == 0:
-                self.log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
-        for (domain, key), n in self.security.denied_keys().items():
-            k = (domain, key.decode("ascii", "replace"))
-            if k not in self._refusals_logged:
-                self._refusals_logged.add(k)
-                self.log.warning("bus_key_refused", domain=domain, public_key=k[1], count=n)
 
     def _register(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
         self._handlers[sock] = fn

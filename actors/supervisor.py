@@ -113,7 +113,6 @@ class Supervisor:
             register_secret(self.security.secret_text)
             self.security.start(self.ctx)
         self.refusals: list[RefusalWatch] = []
-        self._keys_logged: set[tuple[str, str]] = set()
         self.ctl_sock = self.ctx.socket(zmq.ROUTER)
         self.ctl_sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # a restarted actor takes over its routing id; not with CURVE (a routing id is bound to its key)
@@ -145,14 +144,7 @@ class Supervisor:
 
     def _drain_refusals(self) -> None:
         for watch in self.refusals:
-            for why, endpoint, n in watch.drain():
-                if n == 1 or n % 1000 == 0:
-                    self.log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
-        for (domain, key), n in self.security.denied_keys().items():
-            k = (domain, key.decode("ascii", "replace"))
-            if k not in self._keys_logged:
-                self._keys_logged.add(k)
-                self.log.warning("bus_key_refused", domain=domain, public_key=k[1], count=n)
+            self.security.log_refusals(watch, self.log)
 
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)

@@ -164,7 +164,7 @@ class TriggerActor(Actor):
         body = ev.body
         if isinstance(body, Positions):  # the executor's units per pair: the inventory, by construction
             for p in body.pairs:
-                if p.pair in self.engine.pair_index and p.units != self.engine.view(p.pair).position:
+                if p.pair in self.engine.pair_index:
                     self.engine.set_position(p.pair, p.units)
             return
         if not isinstance(body, PairTradeEvent) or not body.state.terminal:

@@ -38,18 +38,16 @@ class CommandServer:
         `user_id` is then the sender's authenticated identity (its CURVE public key, z85), or
         None on a socket without authentication."""
         self.user_id = None
-        if not self.authenticated:
-            parts = self.sock.recv_multipart(zmq.NOBLOCK)
-            if len(parts) != 2:
-                raise FrameError(f"expected [identity, payload], got {len(parts)} parts")
-            return parts[0], self.codec.decode(parts[1])
-        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        # a frame's User-Id property needs the frame itself (copy=False), so only when it is asked for
+        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=not self.authenticated)
         if len(frames) != 2:
             raise FrameError(f"expected [identity, payload], got {len(frames)} parts")
+        if not self.authenticated:
+            return frames[0], self.codec.decode(frames[1])
         try:
             self.user_id = frames[1].get("User-Id")
         except zmq.ZMQError:  # no ZAP answer on this connection
-            self.user_id = None
+            pass
         return frames[0].bytes, self.codec.decode(frames[1].bytes)
 
     def send(self, peer: bytes, req_id: int, msg: Message) -> bool:

@@ -34,9 +34,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
+import zmq.utils.z85
 from zmq.utils.monitor import parse_monitor_message
 
 from configs.schema import Config
@@ -61,7 +63,10 @@ class KeyError_(ValueError):
 
 
 def _z85_public(path: Path) -> bytes:
+    """The z85 public key of a key file; ValueError if it is not a 32-byte CURVE key."""
     public, _ = zmq.auth.load_certificate(path)
+    if len(zmq.utils.z85.decode(public)) != 32:
+        raise ValueError(f"not a 32-byte CURVE key ({len(public)} z85 characters)")
     return public
 
 
@@ -72,11 +77,15 @@ class KeyRing:
     root: Path
     actors: dict[str, bytes] = field(default_factory=dict)  # name -> z85 public key
     operators: dict[str, bytes] = field(default_factory=dict)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (file, why): key files left out
+    _names: dict[bytes, str] = field(default_factory=dict)  # z85 public key -> who (`name_of`)
 
     @classmethod
     def load(cls, root: str | os.PathLike[str]) -> "KeyRing":
+        """Every readable public key under `root`; a bad file is left out and named in `bad`
+        (that peer cannot connect; the rest of the deployment runs)."""
         ring = cls(Path(root))
-        for sub, into in ((ACTORS_DIR, ring.actors), (OPERATORS_DIR, ring.operators)):
+        for sub, into, kind in ((ACTORS_DIR, ring.actors, ""), (OPERATORS_DIR, ring.operators, "operator:")):
             folder = ring.root / sub
             if not folder.is_dir():
                 continue
@@ -84,16 +93,14 @@ class KeyRing:
                 try:
                     into[f.stem] = _z85_public(f)
                 except (OSError, ValueError) as exc:
-                    raise KeyError_(f"CURVE_KEY_BAD: file={f} why={exc}") from exc
+                    ring.bad.append((str(f), f"unreadable public key: {exc}"))
+                    continue
+                ring._names[into[f.stem]] = kind + f.stem
         return ring
 
     def name_of(self, z85: bytes | str) -> str | None:
-        key = z85.encode() if isinstance(z85, str) else z85
-        for names, kind in ((self.actors, ""), (self.operators, "operator:")):
-            for name, k in names.items():
-                if k == key:
-                    return kind + name
-        return None
+        """Who holds this public key: an actor's name, or "operator:<name>"."""
+        return self._names.get(z85.encode() if isinstance(z85, str) else z85)
 
     def secret_path(self, name: str, operator: bool = False) -> Path:
         return self.root / (OPERATORS_DIR if operator else ACTORS_DIR) / f"{name}.key_secret"
@@ -137,11 +144,16 @@ def key_problems(root: str | os.PathLike[str], actors: list[str]) -> list[tuple[
         pub = root / ACTORS_DIR / f"{name}.key"
         if not pub.is_file():
             out.append((str(pub), f"no public key for actor {name}"))
-    ops = sorted((root / OPERATORS_DIR).glob("*.key")) if (root / OPERATORS_DIR).is_dir() else []
-    if not ops:
+    ring = KeyRing.load(root)
+    out += ring.bad
+    if not ring.operators:
         out.append((str(root / OPERATORS_DIR), "no operator key: the CLI could not command the supervisor"))
     for secret in sorted(root.glob("*/*.key_secret")):
-        mode = stat.S_IMODE(secret.stat().st_mode)
+        try:
+            mode = stat.S_IMODE(secret.stat().st_mode)
+        except OSError as exc:
+            out.append((str(secret), f"unreadable secret key: {exc}"))
+            continue
         if mode & 0o077:
             out.append((str(secret), f"secret key readable by others (mode {mode:o}; chmod 600)"))
     return out
@@ -154,7 +166,15 @@ def listens_beyond_loopback(cfg: Config) -> bool:
         return False
     if "{actor}" in ep.host:
         return True  # per-actor hosts bind on every interface
-    return ep.host not in ("127.0.0.1", "localhost", "::1") and not ep.host.startswith("127.")
+    return not is_loopback(ep.host)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host`."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class _Provider:
@@ -186,6 +206,7 @@ class BusSecurity:
         self._public = self._secret = b""
         self._auth: object | None = None
         self._provider: _Provider | None = None
+        self._keys_logged: set[tuple[str, str]] = set()
         if not self.enabled:
             return
         self.ring = KeyRing.load(ep.curve_keys)
@@ -269,6 +290,18 @@ class BusSecurity:
     def denied_keys(self) -> dict[tuple[str, bytes], int]:
         """(domain, z85 key) -> how many handshakes with it the authenticator refused."""
         return dict(self._provider.denied) if self._provider is not None else {}
+
+    def log_refusals(self, watch: "RefusalWatch", log: Any) -> None:
+        """Drain `watch` and log what was refused: `bus_peer_refused` once per socket and reason
+        (then every 1000th), `bus_key_refused` once per refused key."""
+        for why, endpoint, n in watch.drain():
+            if n == 1 or n % 1000 == 0:
+                log.warning("bus_peer_refused", socket=watch.name, why=why, endpoint=endpoint, count=n)
+        for (domain, key), n in self.denied_keys().items():
+            k = (domain, key.decode("ascii", "replace"))
+            if k not in self._keys_logged:
+                self._keys_logged.add(k)
+                log.warning("bus_key_refused", domain=domain, public_key=k[1], count=n)
 
 
 def operator_name(cfg: Config, name: str | None = None) -> str:

@@ -341,6 +341,8 @@ def check_fix_venue(cfg: Config, key: str, v: Any, simulated: set[str]) -> list[
         out.append((f"{p}.fix.password_file", fx.password_file, "file not found (the logon password is read from it)"))
     if fx.store_dir and not Path(fx.store_dir).is_absolute():
         out.append((f"{p}.fix.store_dir", fx.store_dir, "must be an absolute path (the default lives in the run dir)"))
+    from bus.security import LOOPBACK_HOSTS
+
     md_only = any(key in a.md_only for a in cfg.actors.values() if a.kind == "simex" and a.enabled)
     served_host = ((fx.md.host or fx.host) if fx.md is not None else fx.host) if md_only else fx.host
     if key in simulated and served_host not in LOOPBACK_HOSTS:
@@ -366,5 +368,3 @@ def check_fix_venue(cfg: Config, key: str, v: Any, simulated: set[str]) -> list[
                             f"{', '.join(legs)} need a marketable limit, rollback_far_ticks > 0"))
     return out
 
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

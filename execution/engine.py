@@ -370,10 +370,10 @@ class ExecutionEngine:
         for inst in (p.a.instrument, p.b.instrument):
             if inst in doubt:
                 return f"EXEC_IN_DOUBT: instrument={inst}"
-        units = sig.legs[0].qty // max(1, p.a.ratio) * sig.direction.sign
+        qty = {leg.instrument: leg.qty for leg in sig.legs}
+        units = qty[p.a.instrument] // max(1, p.a.ratio) * sig.direction.sign
         reason = self.limits.check_pair(sig.pair, units)
         if reason is None and not sig.closing:  # margin never refuses a reduction
-            qty = {leg.instrument: leg.qty for leg in sig.legs}
             for leg in sig.legs:
                 self._signal_px[leg.instrument] = leg.limit_px  # the what-if's marks, taken off the hot path
                 if leg.instrument not in self.whatif.price:
@@ -489,9 +489,8 @@ class ExecutionEngine:
         self._settle(step, trade, now)
 
     def _act(self, step: _Step, trade: PairTrade, action: Action, now: int) -> None:
-        if isinstance(action, SendOrder):
-            self._run(step, trade, [action], now)
-        elif isinstance(action, CancelOrder):
+        """Every action but SendOrder (`_run` sends those)."""
+        if isinstance(action, CancelOrder):
             step.wire += [CancelWire(req=c, trade_id=trade.trade_id) for c in self.router.cancel(action.cancel)]
         elif isinstance(action, QueryStatus):
             step.wire += [QueryWire(req=q, trade_id=trade.trade_id) for q in self.router.status(action.query)]
@@ -518,8 +517,10 @@ class ExecutionEngine:
             while len(self.done) > KEEP_DONE:
                 old = self.done.popleft()
                 if old not in self.open:  # a late fill may have reopened it
-                    self.trades.pop(old, None)
+                    gone = self.trades.pop(old, None)
                     self.book.forget_settled(old)
+                    for view in gone.order_views() if gone is not None else ():
+                        self._fill_avg.pop(view.cl_ord_id, None)
         elif trade.trade_id not in self.open and not trade.is_done:
             self.open.add(trade.trade_id)  # a late fill reopened a settled trade
 

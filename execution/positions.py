@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from execution.exposure import hedged_units
 from bus.messages import ExecType, InstrumentPosition, OrderEvent, PairTradeEvent, PairUnits, Positions, TradeState
 
 
@@ -24,9 +25,7 @@ def units_held(ev: PairTradeEvent, ratio_a: int, ratio_b: int) -> int:
     if ev.state in (TradeState.REJECTED, TradeState.CANCELLED, TradeState.ROLLED_BACK) or len(ev.legs) != 2:
         return 0
     a, b = ev.legs[0].net_qty, ev.legs[1].net_qty
-    if a == 0 or b == 0 or (a > 0) == (b > 0):
-        return 0
-    n = min(abs(a) // max(1, ratio_a), abs(b) // max(1, ratio_b))
+    n = hedged_units(a, b, ratio_a, ratio_b)
     return n if a > 0 else -n
 
 

@@ -216,6 +216,12 @@ def read_records(path: str | os.PathLike[str]) -> tuple[list[WalRecord], ScanRep
     return scan_bytes(data)
 
 
+class WalWriteFailed(BaseException):
+    """A record could not be written. Not an `Exception` on purpose: no handler may catch it and
+    carry on, since the process's trades are now ahead of its log; the process must die and be
+    restarted from the log (the supervisor does that)."""
+
+
 class WriteAheadLog:
     """An append-only log file; open it once per executor process."""
 
@@ -260,11 +266,14 @@ class WriteAheadLog:
             self.appended += len(frames)
 
     def _write(self, buf: bytes) -> None:
-        view = memoryview(buf)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self._sync()
+        try:
+            view = memoryview(buf)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            self._sync()
+        except OSError as exc:
+            raise WalWriteFailed(f"WAL_WRITE_FAILED: path={self.path} error={exc!r}") from exc
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -26,7 +26,7 @@ from riskguard.fx import FxTable
 from riskguard.margin import MarginCalculator, MarginPosition
 from riskguard.state import utilisation
 
-PRICE_TOLERANCE = 0.002  # a mark that moved less than this (relative) keeps the cached verdicts
+PRICE_TOLERANCE = 0.002  # a mark, rate or equity that moved less than this (relative) keeps the verdicts
 
 Key = tuple[str, int, int, int]  # pair, direction sign, lots of leg A, lots of leg B
 
@@ -53,8 +53,10 @@ class MarginWhatIf:
     # --- inputs ---------------------------------------------------------------------
 
     def on_snapshot(self, snap: MarginSnapshot) -> None:
+        """Each account's equity (it moves with every mark: only a move beyond the tolerance counts)."""
         for a in snap.accounts:
-            if a.account in self.equity and self.equity[a.account] != a.equity:
+            old = self.equity.get(a.account)
+            if old is not None and abs(a.equity - old) > PRICE_TOLERANCE * abs(old):
                 self.equity[a.account] = a.equity
                 self._cache.clear()
 

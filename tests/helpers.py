@@ -117,6 +117,62 @@ class BusTap:
         self.ctx.destroy(0)
 
 
+
+class DeskBus(BusTap):
+    """The test as a `desk` trigger: SUB taps on actors' PUBs (execution stream events unwrapped,
+    the latest quote per instrument key kept aside) and a PUB the executor takes signals from."""
+
+    def __init__(self, cfg: "Config", run_dir: Path, subs: dict[str, list[str]]) -> None:
+        super().__init__(cfg, run_dir, subs)
+        self.cfg = cfg
+        self.seen: list["Envelope"] = []
+        self.quotes: dict[str, object] = {}  # by instrument key (a Quote names the venue symbol)
+        self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
+        self.desk: object | None = None  # a bus.pubsub.Publisher once bound
+        self.desk_n = 0
+
+    def pump(self) -> None:
+        """Read every frame already queued (never blocks)."""
+        import msgspec
+
+        from bus.messages import Quote, StreamEvent
+
+        for _, env in self.read():
+            if isinstance(env.body, StreamEvent):  # the execution stream: its events as they come
+                env = msgspec.structs.replace(env, body=env.body.body)
+            if isinstance(env.body, Quote):
+                self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
+            else:
+                self.seen.append(env)
+
+    def of(self, kind: type) -> list:
+        self.pump()
+        return [e.body for e in self.seen if isinstance(e.body, kind)]
+
+    def level(self, actor: str) -> int:
+        """The actor's risk level as its latest heartbeat reports it (-1: none yet)."""
+        from bus.messages import Heartbeat
+
+        hbs = [h for h in self.of(Heartbeat) if h.actor == actor]
+        return int(hbs[-1].detail.get("risk_level", -1)) if hbs else -1
+
+    def bind_desk(self, timeout: float = 30.0) -> None:
+        """Bind the `desk` trigger's PUB and wait for the executor's subscription."""
+        import zmq
+
+        from bus.pubsub import Publisher
+
+        sock = self.ctx.socket(zmq.XPUB)
+        sock.bind(self.eps.pub("desk"))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0 and sock.poll(int(left * 1000)), "the executor never subscribed to desk signals"
+            if sock.recv() == b"\x01sig.":
+                break
+        self.desk = Publisher(sock, "desk", time.time_ns())
+
+
 def drill(cfg: "Config", run_dir: Path, cmd: str, **args: object) -> None:
     """A drill command to the simulated exchange (drift, shock, basis)."""
     import zmq
@@ -237,4 +293,22 @@ kind = "simex"
 [actors.ingest_fx]
 kind = "ingest"
 venue = "FX"
+"""
+
+
+# The demo's pairs trading often, with short deadlines: kill tests catch trades open (TOML).
+BUSY_PAIRS = """
+[pairs.au_gc]
+order_timeout_ms = 1000
+deadline_ms = 4000
+entry = 1.0
+exit = 0.2
+cooldown_ms = 50
+warmup_ticks = 20
+
+[pairs.hsi_mhi]
+entry = 1.0
+exit = 0.2
+cooldown_ms = 50
+warmup_ticks = 20
 """

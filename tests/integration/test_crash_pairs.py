@@ -16,26 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import actor, demo_with, status, wait_for, xmc
+from helpers import BUSY_PAIRS, actor, demo_with, status, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-# test_executor_recovery's short deadlines, with marginwatch left enabled: its positions are asserted on
-PAIRS = """
-[pairs.au_gc]
-order_timeout_ms = 1000
-deadline_ms = 4000
-entry = 1.0
-exit = 0.2
-cooldown_ms = 50
-warmup_ticks = 20
-
-[pairs.hsi_mhi]
-entry = 1.0
-exit = 0.2
-cooldown_ms = 50
-warmup_ticks = 20
-"""
+# marginwatch left enabled: its positions are asserted on
+PAIRS = BUSY_PAIRS
 CONFIG = demo_with(reject=0.15, partial=0.25, drop=0.10, seed=11, slow_shfe=True) + PAIRS
 # The second kill lands this long after the first, per round: the scenario's timing (the two deaths
 # as the supervisor sees them: at once, 0.1 s and 0.25 s apart), not synchronisation.

@@ -12,25 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import actor, demo_with, wait_for, xmc
+from helpers import BUSY_PAIRS, actor, demo_with, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-PAIRS = """
-[pairs.au_gc]
-order_timeout_ms = 1000
-deadline_ms = 4000
-entry = 1.0
-exit = 0.2
-cooldown_ms = 50
-warmup_ticks = 20
-
-[pairs.hsi_mhi]
-entry = 1.0
-exit = 0.2
-cooldown_ms = 50
-warmup_ticks = 20
-
+PAIRS = BUSY_PAIRS + """
 [actors.marginwatch]
 enabled = false
 """

@@ -22,17 +22,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import msgspec
 import pytest
-import zmq
 
 from bus import topics
-from bus.messages import (Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side, Signal, SignalLeg,
-                          StreamEvent)
-from bus.pubsub import Publisher
+from bus.messages import PairTradeEvent, RiskLevel, RiskState, Side, Signal, SignalLeg
 from configs.load import load_config
 from configs.schema import Config
-from helpers import BusTap, demo_with, log_records, wait_for, xmc
+from helpers import DeskBus, demo_with, log_records, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
@@ -67,46 +63,8 @@ enabled = false
 """
 
 
-class Bus(BusTap):
+class Bus(DeskBus):
     """SUB sockets on the actors' PUBs, and the `desk` trigger's PUB."""
-
-    def __init__(self, cfg: Config, run_dir: Path, subs: dict[str, list[str]]) -> None:
-        super().__init__(cfg, run_dir, subs)
-        self.cfg = cfg
-        self.seen: list[Envelope] = []
-        self.quotes: dict[str, Quote] = {}
-        self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
-        self.desk: Publisher | None = None
-        self.n = 0
-
-    def pump(self) -> None:
-        for _, env in self.read():
-            if isinstance(env.body, StreamEvent):
-                env = msgspec.structs.replace(env, body=env.body.body)
-            if isinstance(env.body, Quote):
-                self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
-            else:
-                self.seen.append(env)
-
-    def of(self, kind: type) -> list:
-        self.pump()
-        return [e.body for e in self.seen if isinstance(e.body, kind)]
-
-    def level(self, actor: str) -> int:
-        hbs = [h for h in self.of(Heartbeat) if h.actor == actor]
-        return int(hbs[-1].detail.get("risk_level", -1)) if hbs else -1
-
-    def bind_desk(self) -> None:
-        """Bind the `desk` trigger's PUB and wait for the executor's subscription."""
-        sock = self.ctx.socket(zmq.XPUB)
-        sock.bind(self.eps.pub("desk"))
-        deadline = time.monotonic() + 30
-        while True:
-            left = deadline - time.monotonic()
-            assert left > 0 and sock.poll(int(left * 1000)), "the executor never subscribed to desk signals"
-            if sock.recv() == b"\x01sig.":
-                break
-        self.desk = Publisher(sock, "desk", time.time_ns())
 
     def send(self, direction: Side, closing: bool, through: int = 20) -> str:
         """One desk au_gc Signal for 1 unit (3 au vs 1 GC), each leg `through` ticks marketable."""
@@ -122,8 +80,8 @@ class Bus(BusTap):
             px = (q.ask if side is Side.BUY else q.bid) + side.sign * through * tick
             return round(round(px / tick) * tick, 6)
 
-        self.n += 1
-        sig_id = f"desk-{self.n}"
+        self.desk_n += 1
+        sig_id = f"desk-{self.desk_n}"
         other = direction.opposite
         self.desk.publish(f"sig.{PAIR}", Signal(
             signal_id=sig_id, pair=PAIR, direction=direction, closing=closing,

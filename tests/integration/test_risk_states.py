@@ -29,18 +29,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import msgspec
 import pytest
-import zmq
 
 from bus import topics
-
-from bus.messages import (Envelope, Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side, StreamEvent,
-                          Signal, SignalLeg)
-from bus.pubsub import Publisher
+from bus.messages import Heartbeat, PairTradeEvent, Quote, RiskLevel, RiskState, Side, Signal, SignalLeg
 from configs.load import load_config
 from configs.schema import Config
-from helpers import BusTap, drill, wait_for, write_config, xmc
+from helpers import DeskBus, drill, wait_for, write_config, xmc
 
 PAIR = "hsi_mhi"
 LEVELS = [RiskLevel.NORMAL, RiskLevel.WARN, RiskLevel.REDUCE_ONLY, RiskLevel.HALTED]
@@ -152,53 +147,14 @@ KILL = _config(
 )
 
 
-class Bus(BusTap):
+class Bus(DeskBus):
     """The test's view of the bus: SUB sockets on actors' PUBs, and the `desk` trigger's PUB."""
-
-    def __init__(self, cfg: Config, run_dir: Path, subs: dict[str, list[str]]) -> None:
-        super().__init__(cfg, run_dir, subs)
-        self.seen: list[Envelope] = []
-        self.quotes: dict[str, Quote] = {}  # by instrument key (a Quote names the venue symbol)
-        self.key_of = {i.symbol: k for k, i in cfg.active_instruments().items()}
-        self.desk: Publisher | None = None
-        self.desk_n = 0
-
-    def pump(self) -> None:
-        """Read every frame already queued (never blocks)."""
-        for _, env in self.read():
-            if isinstance(env.body, StreamEvent):  # the execution stream: its events as they come
-                env = msgspec.structs.replace(env, body=env.body.body)
-            if isinstance(env.body, Quote):
-                self.quotes[self.key_of.get(env.body.symbol, env.body.symbol)] = env.body
-            else:
-                self.seen.append(env)
-
-    def of(self, kind: type) -> list:
-        self.pump()
-        return [e.body for e in self.seen if isinstance(e.body, kind)]
 
     def states(self) -> list[RiskState]:
         return self.of(RiskState)
 
     def trade_events(self) -> list[PairTradeEvent]:
         return self.of(PairTradeEvent)
-
-    def level(self, actor: str) -> int:
-        """The actor's risk level as its latest heartbeat reports it (-1: none yet)."""
-        hbs = [h for h in self.of(Heartbeat) if h.actor == actor]
-        return int(hbs[-1].detail.get("risk_level", -1)) if hbs else -1
-
-    def bind_desk(self) -> None:
-        """Bind the `desk` trigger's PUB and wait for the executor's subscription."""
-        sock = self.ctx.socket(zmq.XPUB)
-        sock.bind(self.eps.pub("desk"))
-        deadline = time.monotonic() + 15
-        while True:
-            left = deadline - time.monotonic()
-            assert left > 0 and sock.poll(int(left * 1000)), "the executor never subscribed to desk signals"
-            if sock.recv() == b"\x01sig.":
-                break
-        self.desk = Publisher(sock, "desk", time.time_ns())
 
     def send_signal(self, direction: Side, closing: bool, *, passive_a: float = 0.0, passive_b: float = 0.0,
                     through: float = 20.0) -> str:
