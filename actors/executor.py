@@ -26,6 +26,7 @@ from bus.messages import (Alert, CmdAck, Control, Envelope, FxRate, KillSwitch, 
                           Quote, RiskLevel, RiskState, Severity, Signal, Step, StepDone, StreamBatch, StreamHead,
                           StreamSince)
 from configs.schema import FixVenueCfg
+from execution.armed import FastPathDiverged
 from execution.engine import STREAM_BATCH, CancelWire, Effect, Emit, ExecutionEngine, Log, Publish, QueryWire, SendWire
 from execution.fixgateway import FixGateway
 from execution.gateway import OrderGateway, SimGateway
@@ -71,7 +72,8 @@ class ExecutorActor(Actor):
         self.engine = ExecutionEngine(cfg, self.wal, params=params, actor=self.name)
 
         actors = cfg.actors
-        self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig")
+        self.subscribe([n for n, a in actors.items() if a.kind == "trigger"], [topics.SIG], self._on_signal, name="sig",
+                       hot=True)
         self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE, topics.RISK_MARGIN],
                        self._on_risk, name="risk")
         fx_prefixes = [topics.md(i.venue, k) for k, i in cfg.fx_instruments().items()]
@@ -122,6 +124,7 @@ class ExecutorActor(Actor):
             self.subscribe([n for n, a in actors.items() if a.kind == "ingest" and a.venue in venues],
                            [topics.md(v, sym) for v, sym in sorted(self._touch_of)], self._on_touch, name="touch")
         self._wake: Timer | None = None
+        self._sent_at = 0  # when the current signal's last order left
         self.risk_latency_us = 0.0  # computed risk state -> received here, for the last RiskState
 
         self._do(self.engine.resume(time.monotonic_ns()))
@@ -212,10 +215,25 @@ class ExecutorActor(Actor):
             return
         recv = time.monotonic_ns()
         down = [gw.venue for gw in self.fix_gateways if not gw.connected]
-        sent = self._do(self.engine.on_signal(sig, recv, down))
-        if sent:
-            self.s2o_us.append((sent - recv) / 1e3)
+        self._sent_at = 0
+        try:
+            rest = self.engine.on_signal(sig, recv, down, send=self._send_first)
+        except FastPathDiverged as exc:  # memory and log disagree: stop; the restart rebuilds from the log
+            self.log.error("exec_fast_path_diverged", signal_id=sig.signal_id, pair=sig.pair, reason=str(exc)[:4000])
+            raise
+        if self._sent_at:
+            self.s2o_us.append((self._sent_at - recv) / 1e3)
+        self._do(rest)
         self._rearm()
+
+    def _send_first(self, wire: list[Effect]) -> None:
+        """A signal's orders, out as soon as they are logged (the trade's bookkeeping comes after)."""
+        self._sent_at = self._do(wire)
+
+    def after_drain(self) -> None:
+        # an input moved what armed entries depend on: arm again now, while the caches are warm
+        if self.engine.armed_gen != self.engine.gen:
+            self.engine.arm(time.monotonic_ns())
 
     # ---- FIX order sessions ---------------------------------------------------------------
 
@@ -311,6 +329,7 @@ class ExecutorActor(Actor):
             self._do(self.engine.on_timer(time.monotonic_ns()))
         finally:
             self._rearm()  # whatever happened, the next timeout stays armed
+        self.after_drain()
 
     def _rearm(self) -> None:
         due = self.engine.next_deadline()
@@ -353,11 +372,12 @@ class ExecutorActor(Actor):
         for o in sent:  # after every order is out
             self.stats["orders"] += 1
             self.publish(topics.exec_order(o.venue), o)
-            self.log.info("order_sent", trade_id=o.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument,
-                          side=o.side.value, qty=o.qty, price=o.price, purpose=o.purpose.value, account=o.account)
-        for e in effects:  # the log lines last: formatting them never delays an order or an event
+            self.log_soon("info", "order_sent", dict(
+                trade_id=o.trade_id, cl_ord_id=o.cl_ord_id, instrument=o.instrument, side=o.side.value, qty=o.qty,
+                price=o.price, purpose=o.purpose.value, account=o.account))
+        for e in effects:  # the log lines last, and later: formatting them never delays an order or an event
             if isinstance(e, Log):
-                getattr(self.log, e.level)(e.event, **e.fields)
+                self.log_soon(e.level, e.event, e.fields)
         return last_sent
 
     def _no_gateway(self, trade_id: str, cl_ord_id: str, venue: str) -> None:
@@ -375,6 +395,7 @@ class ExecutorActor(Actor):
             d.update(gw.detail())
         d["open_trades"] = float(len(self.engine.open))
         d["risk_level"] = float(self.engine.level.rank)
+        d["armed_entries"] = float(len(self.engine.armed))
         d["stream_head"] = float(self.engine.head)
         for p in self.engine.book.view().pairs:
             d[f"units.{p.pair}"] = float(p.units)

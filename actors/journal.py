@@ -1,7 +1,8 @@
 """The journal actor: every bus message into the run's SQLite audit store.
 
-It never slows the hot path: it is only a subscriber, and it commits in
-batches. Gaps are recorded as incidents and filled from the publisher's
+It never slows the hot path: it is only a subscriber, it takes market data,
+signals and orders in batches from the publishers' replay buffers (`PULLED`),
+so it never wakes between a tick and the orders, and it commits in batches. Gaps are recorded as incidents and filled from the publisher's
 replay buffer, so a run's journal is complete even when a PUB queue overflowed.
 
 The executor's fills and trade events come from its durable execution stream
@@ -25,9 +26,13 @@ from actors.runtime import Actor
 
 FLUSH_S = 0.1
 PULL_S = 0.1
-# everything but market data (topics.BULK) is taken as it is published; the execution stream is followed
-EVENT_PREFIXES = (topics.SIG, topics.EXEC_ORDER, topics.EXEC_REPORT, topics.RISK, topics.HB, topics.CTL, topics.ALERT,
-                  topics.VENUE)
+# taken as they are published; the execution stream is followed
+EVENT_PREFIXES = (topics.RISK, topics.HB, topics.CTL, topics.ALERT, topics.VENUE)
+# pulled every PULL_S from the replay buffers of the actors (by kind) that publish them, so the
+# journal never wakes on the tick-to-trade path: market data, and the signals and orders of the
+# hot path (a process woken beside the executor takes one of the 2 vCPUs while it sends)
+PULLED = ((topics.MD, "ingest"), (topics.RAW, "simex"), (topics.SIG, "trigger"), (topics.EXEC_ORDER, "executor"),
+          (topics.EXEC_REPORT, "executor"))
 FLUSH_ROWS = 2000
 
 
@@ -44,9 +49,12 @@ class JournalActor(Actor):
         self.codec = Codec()
         # disabled actors too: something else may stand in for them on their endpoint
         publishers = [n for n in self.cfg.actors if n != self.name]
-        # events as they happen; market data pulled in batches, so the journal never wakes per tick
         self.inbound: Inbound = self.subscribe(publishers, list(EVENT_PREFIXES), self._on_frame, name="events")
-        bulk = [self.pull(publishers, prefix, PULL_S, self._on_frame, name=f"pull{prefix}") for prefix in topics.BULK]
+        bulk = []
+        for prefix, kind in PULLED:
+            sources = [n for n in publishers if self.cfg.actors[n].kind == kind]
+            if sources:
+                bulk.append(self.pull(sources, prefix, PULL_S, self._on_frame, name=f"pull{prefix}"))
         for key, last in self.store.last_seqs().items():
             for inbound in (self.inbound, *bulk):
                 inbound.seq._last[key] = last

@@ -12,9 +12,11 @@ exception hooks `install_excepthooks` sets redact what Python would print.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
+import time
 import threading
 import traceback
 import warnings
@@ -117,6 +119,19 @@ def install_excepthooks() -> None:
     warnings.showwarning = _showwarning
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+AT_NS = "_at_ns"  # a line written later than it happened carries its wall time (ns) under this key
+
+
+def stamp(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: ``ts``, ISO-8601 UTC with microseconds, of when the event happened
+    (``_at_ns`` if the line was deferred, else now)."""
+    at = event_dict.pop(AT_NS, None)
+    ns = at if isinstance(at, int) else time.time_ns()
+    event_dict["ts"] = (_EPOCH + dt.timedelta(microseconds=ns // 1000)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return event_dict
+
+
 def log_path(run_dir: str | Path, actor: str) -> Path:
     return Path(run_dir) / "logs" / f"{actor}.jsonl"
 
@@ -132,7 +147,7 @@ def setup_logging(run_dir: str | Path, actor: str, level: str = "info") -> struc
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            stamp,
             structlog.processors.format_exc_info,
             redact_secrets,  # after the exception text exists, before anything is rendered
             structlog.processors.JSONRenderer(serializer=_dumps),

@@ -6,6 +6,7 @@ import os
 import sys
 
 from actors.registry import actor_class
+from actors.runtime import SCHED_REFUSED
 from configs.load import ConfigInvalid, load_config
 
 
@@ -28,6 +29,12 @@ def main(argv: list[str]) -> int:
     cpus = os.environ.get("XMC_CPUS")
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    rt = int(os.environ.get("XMC_RT", "0") or 0)
+    if rt > 0:  # before any thread exists: ZeroMQ's I/O threads inherit the policy
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt))
+        except OSError as exc:  # no CAP_SYS_NICE (a container without it): run as usual, and say so
+            os.environ[SCHED_REFUSED] = f"REALTIME_UNAVAILABLE: priority={rt} error={exc.strerror}"
     actor = actor_class(cfg.actors[name].kind)(name, cfg, run_dir)
     return actor.run()
 

@@ -19,7 +19,7 @@ from typing import Callable, ClassVar
 
 import zmq
 
-from actors.logs import setup_logging
+from actors.logs import AT_NS, setup_logging
 from actors.secrets import register as register_secret, register_config as register_config_secrets
 from bus.codec import FrameError
 from bus.command import CommandClient, CommandServer
@@ -34,6 +34,12 @@ from bus import topics
 from configs.schema import ActorCfg, Config
 
 MAX_DRAIN = 2000  # frames read from one socket before the loop looks at the others
+# hot-path log lines wait this long (stamped with when they happened): a line formatted and
+# written right after a signal or an order competes for the 2 vCPUs with the process it woke
+LOG_DEFER_S = 0.002
+LOG_SLICE = 2  # deferred lines written per loop turn
+PULLER_LIVE_S = 2.0  # a puller silent this long is not waited for at shutdown
+SCHED_REFUSED = "XMC_SCHED_REFUSED"  # set by actors.run when run.realtime_priority could not be applied
 
 
 Lifecycle = ActorState  # the runtime's name for it
@@ -80,7 +86,9 @@ class Actor:
         self.state = Lifecycle.STARTING
         self.kill = KillSwitch(halted=False, reason="", ts_ns=0)
         self.ctx = zmq.Context.instance()
-        self.poller = zmq.Poller()
+        # the loop's zmq_poll items, hot subscriptions first (their handlers run first on a shared wake-up)
+        self._poll_items: list[tuple[zmq.Socket, int]] = []
+        self._hot = 0
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
         self._inbounds: list[Inbound] = []
         self._pulls: dict[str, Callable[[], None]] = {}  # pull name -> ask its publishers now
@@ -94,6 +102,11 @@ class Actor:
         self._cmd_bad: dict[str, int] = {}
         self._cmd_channels: dict[str, tuple[CommandClient, list[Callable[[Envelope], None]]]] = {}
         self._closers: list[Callable[[], None]] = []
+        self._later_logs: list[tuple[str, str, dict]] = []
+        # (puller, prefix) -> (when it last asked, the seqs it then had; None: not a periodic puller):
+        # a stopping actor waits for its periodic pullers (the journal) to take what it published since
+        self._pullers: dict[tuple[bytes, str], tuple[float, dict[str, int] | None]] = {}
+        self._log_timer: Timer | None = None
 
         # who may talk to this actor: CURVE on tcp (bus.security), the run dir's private folder on ipc
         self.security = BusSecurity(cfg, name)
@@ -145,9 +158,13 @@ class Actor:
             self._register(watch.monitor, lambda: self.security.log_refusals(watch, self.log))
         sock.bind(self.eps.bindable(endpoint))
 
-    def _register(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
+    def _register(self, sock: zmq.Socket, fn: Callable[[], None], hot: bool = False) -> None:
         self._handlers[sock] = fn
-        self.poller.register(sock, zmq.POLLIN)
+        if hot:
+            self._poll_items.insert(self._hot, (sock, zmq.POLLIN))
+            self._hot += 1
+        else:
+            self._poll_items.append((sock, zmq.POLLIN))
 
     def watch(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
         """Call `fn` from the loop whenever `sock` is readable (e.g. a FIX engine's hand-off socket);
@@ -159,8 +176,10 @@ class Actor:
         sockets and context go: engines with threads of their own (QuickFIX) are stopped here."""
         self._closers.append(fn)
 
-    def subscribe(self, publishers: list[str], prefixes: list[str], handler: SubHandler, name: str = "sub") -> Inbound:
-        """Connect one SUB socket to the publishers' PUB endpoints with these topic prefixes."""
+    def subscribe(self, publishers: list[str], prefixes: list[str], handler: SubHandler, name: str = "sub",
+                  hot: bool = False) -> Inbound:
+        """Connect one SUB socket to the publishers' PUB endpoints with these topic prefixes.
+        `hot`: the tick-to-trade path; its frames are handled before any other socket's."""
         sock = self._socket(zmq.SUB, self.cfg.endpoints.hwm)
         for p in prefixes:
             sock.setsockopt(zmq.SUBSCRIBE, p.encode())
@@ -170,19 +189,23 @@ class Actor:
         inbound = Inbound(f"{self.name}.{name}", self._on_bad_frame)
         self._inbounds.append(inbound)
 
+        recv, events = sock.recv, sock.getsockopt
+
         def drain() -> None:
+            # readable when called; then as long as EVENTS says so (cheaper than the zmq.Again a
+            # read past the end raises, and it comes before the trigger's evaluation)
             for _ in range(MAX_DRAIN):
                 try:
-                    frame = sock.recv(zmq.NOBLOCK, copy=True)
+                    frame = recv(zmq.NOBLOCK)
                 except zmq.Again:
                     return
                 decoded = inbound.decode(frame)
-                if decoded is None:
-                    continue
-                topic, env = decoded
-                self._deliver(inbound, handler, topic, env)
+                if decoded is not None:
+                    self._deliver(inbound, handler, decoded[0], decoded[1])
+                if not events(zmq.EVENTS) & zmq.POLLIN:
+                    return
 
-        self._register(sock, drain)
+        self._register(sock, drain, hot)
         return inbound
 
     def pull(self, publishers: list[str], prefix: str, interval_s: float, handler: SubHandler, name: str = "pull") -> Inbound:
@@ -338,6 +361,33 @@ class Actor:
         heapq.heappush(self._timers, t)
         return t
 
+    def log_soon(self, level: str, event: str, fields: dict) -> None:
+        """Log a hot-path line LOG_DEFER_S from now, with the time of now (`fields` becomes the line's
+        own dict). Lines still waiting are written when the actor closes."""
+        fields[AT_NS] = time.time_ns()
+        self._later_logs.append((level, event, fields))
+        if self._log_timer is None:
+            self._log_timer = self.after(LOG_DEFER_S, self._flush_some_logs)
+
+    def _flush_some_logs(self) -> None:
+        """A few deferred lines per loop turn: a signal arriving meanwhile waits for one slice, not all."""
+        self._log_timer = None
+        lines = self._later_logs
+        for level, event, fields in lines[:LOG_SLICE]:
+            getattr(self.log, level)(event, **fields)
+        del lines[:LOG_SLICE]
+        if lines:
+            self._log_timer = self.after(0.0, self._flush_some_logs)
+
+    def flush_logs(self) -> None:
+        """Write the deferred log lines now, in the order they were made."""
+        if self._log_timer is not None:
+            self._log_timer.cancelled = True
+            self._log_timer = None
+        lines, self._later_logs = self._later_logs, []
+        for level, event, fields in lines:
+            getattr(self.log, level)(event, **fields)
+
     def publish(self, topic: str, msg: Message) -> None:
         self.pub.publish(topic, msg)
 
@@ -444,6 +494,10 @@ class Actor:
                 for frame in frames:
                     self.cmd.send(peer, env.seq, Replayed(topic="", frame=frame))
                 reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
+                now = time.monotonic()
+                last = self._pullers.get((peer, body.prefix))
+                periodic = last is not None and now - last[0] < PULLER_LIVE_S
+                self._pullers[(peer, body.prefix)] = (now, self.pub.seqs(body.prefix) if periodic else None)
             elif isinstance(body, ReplayRequest):
                 frames = self.pub.replay(body.topic, body.first, body.last)
                 for frame in frames:
@@ -520,6 +574,7 @@ class Actor:
             detail = {}
             self.log.error("detail_failed", error=repr(exc))
         detail["handler_errors"] = float(self.handler_errors)
+        detail["realtime_priority"] = float(self.realtime_priority())
         for watch in self._refusals:
             detail[f"refused.{watch.name}"] = float(watch.total)
         return Heartbeat(
@@ -534,6 +589,14 @@ class Actor:
             detail=detail,
             ts_ns=time.monotonic_ns(),
         )
+
+    @staticmethod
+    def realtime_priority() -> int:
+        """This process's SCHED_FIFO priority (0: the normal scheduler)."""
+        try:
+            return os.sched_getparam(0).sched_priority if os.sched_getscheduler(0) == os.SCHED_FIFO else 0
+        except OSError:
+            return 0
 
     def _heartbeat(self) -> None:
         hb = self.counters()
@@ -554,7 +617,9 @@ class Actor:
         """Run until SIGTERM/SIGINT or a stop command; returns the exit code."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        self.log.info("actor_starting", kind=self.kind)
+        self.log.info("actor_starting", kind=self.kind, realtime=self.realtime_priority())
+        if os.environ.get(SCHED_REFUSED):
+            self.log.warning("realtime_unavailable", reason=os.environ[SCHED_REFUSED])
         try:
             self.setup()
             self.warm()
@@ -575,6 +640,7 @@ class Actor:
             self._loop()
         finally:
             self.state = Lifecycle.STOPPING
+            self.flush_logs()
             self.log.info("actor_stopping")
             try:
                 self.teardown()
@@ -589,12 +655,20 @@ class Actor:
         """After a stop request: True while the actor still has work it must finish (e.g. open trades)."""
         return False
 
+    def _pullers_behind(self) -> bool:
+        """A periodic puller that asked lately (within PULLER_LIVE_S of its previous request and of
+        now) has not yet had what was published since."""
+        now = time.monotonic()
+        return any(had is not None and now - asked < PULLER_LIVE_S and self.pub.seqs(prefix) != had
+                   for (_, prefix), (asked, had) in self._pullers.items())
+
     def on_stop_requested(self) -> None:
         """A stop was requested; begin winding down (the loop keeps running while `finishing()`)."""
 
     def _loop(self) -> None:
         handlers = self._handlers
-        poll = self.poller.poll
+        items = self._poll_items
+        zmq_poll = zmq.zmq_poll
         grace_until: float | None = None
         while True:
             if self._stop:
@@ -602,13 +676,13 @@ class Actor:
                     grace_until = time.monotonic() + max(0.5, self.cfg.run.stop_timeout_s - 1.0)
                     self.state = Lifecycle.STOPPING
                     self._guarded(self.on_stop_requested)
-                if not self.finishing() or time.monotonic() >= grace_until:
+                if not (self.finishing() or self._pullers_behind()) or time.monotonic() >= grace_until:
                     return
             now = time.monotonic()
             timeout_ms = 100.0
             if self._timers:
                 timeout_ms = min(timeout_ms, max(0.0, (self._timers[0].due - now) * 1000.0))
-            events = poll(timeout_ms)
+            events = zmq_poll(items, int(timeout_ms))
             if events:
                 for sock, _ in events:
                     handlers[sock]()
@@ -628,6 +702,10 @@ class Actor:
                 heapq.heappush(timers, t)
 
     def _close(self) -> None:
+        try:
+            self.flush_logs()
+        except Exception:  # noqa: BLE001 - closing must go on
+            pass
         for fn in reversed(self._closers):
             try:
                 fn()

@@ -33,7 +33,7 @@ from bus.security import DOMAIN_ACTORS, DOMAIN_OPERATORS, BusSecurity, RefusalWa
 from configs.schema import Config
 
 HOT_KINDS = {"simex", "ingest", "trigger", "executor"}  # full scheduling priority
-PINNED_HOT = {"ingest", "trigger", "executor"}  # cpu_profile "latency": the tick's path shares CPU 0
+PINNED_HOT = {"ingest", "trigger", "executor"}  # the tick's path: CPU 0 (cpu_profile "latency"), realtime_priority
 STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {"journal"})
 
 
@@ -152,6 +152,9 @@ class Supervisor:
             env["XMC_CPUS"] = "0" if a.kind in PINNED_HOT else "1"
         # the tick's path wins the CPU when a tick wakes everyone at once
         env["XMC_NICE"] = "0" if a.kind in HOT_KINDS else str(self.cfg.run.background_nice)
+        env.pop("XMC_RT", None)
+        if self.cfg.run.realtime_priority and a.kind in PINNED_HOT:
+            env["XMC_RT"] = str(self.cfg.run.realtime_priority)
         err = open(self.run_dir / "logs" / f"{a.name}.stderr", "ab")
         a.proc = subprocess.Popen(
             [sys.executable, "-m", "actors.run", a.name, self.config_path, str(self.run_dir)],

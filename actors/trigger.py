@@ -28,6 +28,7 @@ from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
 LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
+REHEARSE_NS = 5_000_000  # the signal path runs without effects this often (at most), so it stays warm
 
 
 class TriggerActor(Actor):
@@ -36,7 +37,7 @@ class TriggerActor(Actor):
     def setup(self) -> None:
         self.engine = TriggerEngine(self.cfg, id_prefix=f"{self.epoch % 10**8:08d}.")
         actors = self.cfg.actors
-        self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], [topics.MD], self._on_md, name="md")
+        self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], [topics.MD], self._on_md, name="md", hot=True)
         self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
         self.published = RiskLevel.NORMAL
         self.open_signals: dict[str, Signal] = {}
@@ -45,8 +46,9 @@ class TriggerActor(Actor):
         self._newest_recv = 0
         self.lockstep = self.cfg.run.lockstep.enabled
         self.risk_paced = any(a.kind == "marginwatch" and a.enabled for a in actors.values())
-        # the probe is answered once every actor that takes signals (executor, journal) has subscribed
-        self.sig_audience_needed = sum(a.kind in ("executor", "journal") and a.enabled for a in actors.values())
+        # the probe is answered once every executor has subscribed to signals (the journal pulls
+        # them from the replay buffer: it files every one whenever it comes)
+        self.sig_audience_needed = sum(a.kind == "executor" and a.enabled for a in actors.values())
         self.sig_audience = 0
         self.steps = StepBarrier(n for n, a in actors.items() if a.kind == "ingest" and a.enabled)  # done: answered
         self.step_evaluated = -1  # last step evaluated (its trades may still run)
@@ -54,6 +56,7 @@ class TriggerActor(Actor):
         self._step_recv = 0  # newest real receive time among the step's quotes
         self._signals_sent_mono = 0
         self._eval_start = 0  # monotonic ns when the evaluation now publishing began
+        self._rehearsed = 0
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
         # trade ends (they release signals) and the executor's position view (inventory), every
@@ -110,7 +113,7 @@ class TriggerActor(Actor):
         if step is None or (self.risk_paced and self.risk_step < step.step):
             return None
         if step.step == 0 and self.sig_audience < self.sig_audience_needed:
-            return None  # the probe: answer once the executor and the journal hear our signals
+            return None  # the probe: answer once the executor hears our signals
         return step
 
     def _lockstep(self) -> None:
@@ -187,11 +190,19 @@ class TriggerActor(Actor):
         now = self._eval_start = time.monotonic_ns()
         signals = self.engine.evaluate(now, utc_ns=time.time_ns())
         self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
-        self._emit(signals, now, 0)
+        if signals:
+            self._emit(signals, now, 0)
+            self._rehearsed = now
+        elif now - self._rehearsed > REHEARSE_NS:  # on a tick's wake-up: no extra one
+            self._rehearsed = now
+            for sig in self.engine.rehearse(now):
+                self.pub.rehearse(topics.sig(sig.pair), msgspec.structs.replace(sig, signal_ns=now, eval_ns=now))
 
     def _emit(self, signals: list[Signal], now: int, step: int) -> None:
         """Publish signals the engine priced at `now` (venue time in lockstep: times move to the
-        monotonic clock the executor judges expiry by; tick time becomes the real receive time)."""
+        monotonic clock the executor judges expiry by; tick time becomes the real receive time).
+        Every signal leaves before any bookkeeping; their log lines are deferred (`log_soon`)."""
+        sent = []
         for sig in signals:
             mono = time.monotonic_ns()
             if step:
@@ -200,10 +211,13 @@ class TriggerActor(Actor):
                 self._signals_sent_mono = mono
             sig = msgspec.structs.replace(sig, signal_ns=mono, eval_ns=self._eval_start)
             self.publish(topics.sig(sig.pair), sig)
+            sent.append(sig)
+        for sig in sent:
             self.open_signals[sig.signal_id] = sig
-            self.log.info("signal", signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value,
-                          closing=sig.closing, spread=round(sig.spread, 6), z=round(sig.zscore, 3),
-                          tick_to_signal_us=round((sig.signal_ns - sig.tick_recv_ns) / 1e3, 1))
+            self.log_soon("info", "signal", dict(
+                signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value, closing=sig.closing,
+                spread=round(sig.spread, 6), z=round(sig.zscore, 3),
+                tick_to_signal_us=round((sig.signal_ns - sig.tick_recv_ns) / 1e3, 1)))
 
     def detail(self) -> dict[str, float]:
         d = {k: float(v) for k, v in self.engine.stats().items() if not k.startswith("suppressed.") or v}

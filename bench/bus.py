@@ -33,7 +33,7 @@ import shutil
 import struct
 import tempfile
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import zmq
 import zmq.auth
@@ -212,11 +212,23 @@ def _sink(mode: str, upq: "mp.Queue[str]", n: int, out: "mp.Queue[list[int]]", c
     ctx.term()
 
 
-def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc") -> list[int]:
+def _scheduled(realtime: int, target: Callable[..., None], *args: object) -> None:
+    """A chain stage under the scheduling the system it is a baseline for runs with (SCHED_FIFO
+    at `realtime`, as `run.realtime_priority` puts the tick's path; 0: the normal scheduler)."""
+    if realtime > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime))
+        except OSError:
+            pass  # no CAP_SYS_NICE: neither has the system under test (its actors say so)
+    target(*args)
+
+
+def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc", realtime: int = 0) -> list[int]:
     """Latencies (ns) of `n` messages through `hops` PUB/SUB hops (1 or 2 relays + sink).
 
     `transport`: "ipc", "tcp" (plaintext, 127.0.0.1, free ports) or "curve" (tcp with CURVE
-    and a ZAP authenticator in every binder; fresh key pairs for this run).
+    and a ZAP authenticator in every binder; fresh key pairs for this run). `realtime`: every
+    stage runs SCHED_FIFO at that priority (the system's `run.realtime_priority`).
     """
     if transport not in ("ipc", "tcp", "curve"):
         raise ValueError(f"unknown transport {transport!r}")
@@ -232,10 +244,11 @@ def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc")
     eps = [f"ipc://{tmp}/s{i}" if transport == "ipc" else "tcp://127.0.0.1:*" for i in range(hops)]
     epqs: "list[mp.Queue[str]]" = [mpctx.Queue() for _ in range(hops)]
     out: "mp.Queue[list[int]]" = mpctx.Queue()
-    procs = [mpctx.Process(target=_sink, args=(mode, epqs[-1], n, out, curve(hops)))]
+    procs = [mpctx.Process(target=_scheduled, args=(realtime, _sink, mode, epqs[-1], n, out, curve(hops)))]
     for i in range(hops - 1, 0, -1):
-        procs.append(mpctx.Process(target=_relay, args=(mode, epqs[i - 1], eps[i], n, epqs[i], curve(i))))
-    procs.append(mpctx.Process(target=_source, args=(mode, eps[0], n, rate, epqs[0], curve(0))))
+        procs.append(mpctx.Process(target=_scheduled,
+                                   args=(realtime, _relay, mode, epqs[i - 1], eps[i], n, epqs[i], curve(i))))
+    procs.append(mpctx.Process(target=_scheduled, args=(realtime, _source, mode, eps[0], n, rate, epqs[0], curve(0))))
     for p in procs:
         p.start()
     done = False

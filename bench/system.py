@@ -351,10 +351,10 @@ def _quote_rate(doc: dict) -> float | None:
     return sum(rates) if ingest and rates else None
 
 
-def _demo_run(profile: str, seconds: float) -> tuple[list[float], float, dict]:
-    """Run the demo with `[run] cpu_profile = profile` for `seconds`: (tick-to-trade us, quote rate, executor detail)."""
-    body = f'include = ["{DEMO}"]\n[run]\ncpu_profile = "{profile}"\n'
-    with SystemRun(f"demo{profile[:1]}", body) as run:
+def _demo_run(name: str, seconds: float, extra: str = "") -> tuple[list[float], float, dict]:
+    """Run the demo (with the config lines `extra`) for `seconds`: (tick-to-trade us, quote rate, executor detail)."""
+    body = f'include = ["{DEMO}"]\n{extra}'
+    with SystemRun(f"demo{name[:2]}", body) as run:
         rates: list[float] = []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -370,47 +370,67 @@ def _demo_run(profile: str, seconds: float) -> tuple[list[float], float, dict]:
         stages = tick_stages_us(reader)
         reader.close()
     if not t2t:
-        raise RuntimeError(f"demo ({profile}) made no trade in {seconds:.0f}s")
+        raise RuntimeError(f"demo ({name}) made no trade in {seconds:.0f}s")
     executor = dict(executor, stages=stages)  # type: ignore[arg-type]
     return t2t, statistics.median(rates) if rates else 0.0, executor
 
 
+def faster_quotes(factor: float) -> str:
+    """Config lines that make every simulated instrument of the demo quote `factor` times as often."""
+    cfg = load_config(DEMO)
+    return "".join(f"[instruments.{k}.sim]\ninterval_ms = {i.sim.interval_ms / factor:g}\n"
+                   for k, i in cfg.instruments.items() if i.sim is not None)
+
+
+QUOTE_FACTOR = 10  # the issue's "10x the demo's quote rate"
+
+
 def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
-    """`tick_to_trade_*` and `executor_signal_to_orders_us` on the demo, cpu_profile "none" (contract names)
-    and "latency" (`*_latency_profile_*`).
+    """`tick_to_trade_*` and `executor_signal_to_orders_us` on the demo as configured (contract names),
+    with cpu_profile "latency" (`*_latency_profile_*`) and with every instrument quoting
+    QUOTE_FACTOR times as often (`*_10x_*`).
 
     tick-to-trade (ingest receive -> both entry orders sent) comes from the journal
     (`actors.tradebook.tick_to_trade_us`); the baseline is the raw pyzmq 3-process chain
-    (`bench.bus.run_chain("raw", 2, ...)`) at the demo's measured quote rate into the trigger
-    (median of per-second samples of the ingest actors' `<symbol>/s`), stated in `rate_per_s`.
-    signal-to-orders is the executor's status detail `signal_to_orders_p50_us` read with
-    `xmc status --json` before `xmc down`; no baseline. `tick_to_first_order_p50_us` (the first
-    leg out; baseline the raw chain's p50) and `stage_<name>_p50_us` (p99 in `p99_us`): where
-    each trade's time went, tick -> trigger wake -> signal published -> executor wake -> first
-    order -> last order (`actors.tradebook.tick_stages_us`), default profile only.
+    (`bench.bus.run_chain("raw", 2, ...)`) at the run's measured quote rate into the trigger
+    (median of per-second samples of the ingest actors' `<symbol>/s`), stated in `rate_per_s`,
+    its stages under the demo's `run.realtime_priority` (stated in `realtime_priority`), as the
+    system's tick path runs. signal-to-orders is the executor's status detail
+    `signal_to_orders_p50_us` read with `xmc status --json` before `xmc down`; no baseline.
+    `tick_to_first_order_p50_us` (the first leg out; baseline the raw chain's p50) and
+    `stage_<name>_p50_us` (p99 in `p99_us`): where each trade's time went, tick -> trigger wake
+    -> signal published -> executor wake -> first order -> last order
+    (`actors.tradebook.tick_stages_us`), for the demo as configured and at 10x (`_10x` before `_p50`).
     """
-    runs = {profile: _demo_run(profile, seconds) for profile in ("none", "latency")}
-    rate = runs["none"][1] or 200.0
-    n = max(300, int(rate * chain_seconds))
-    chain = percentiles(run_chain("raw", 2, n, rate))
+    rt = load_config(DEMO).run.realtime_priority
+    runs = {"": _demo_run("none", seconds),
+            "_latency_profile": _demo_run("latency", seconds, '[run]\ncpu_profile = "latency"\n'),
+            "_10x": _demo_run("10x", seconds, faster_quotes(QUOTE_FACTOR))}
+    chains: dict[str, dict[str, float]] = {}
     out: dict = {}
-    for profile, (t2t, prof_rate, executor) in runs.items():
-        tag = "" if profile == "none" else "_latency_profile"
+    for tag, (t2t, rate, executor) in runs.items():
+        rate = rate or 200.0
+        if tag != "_latency_profile":  # the same quote rate as the default run
+            n = max(300, int(rate * chain_seconds))
+            chains[tag] = percentiles(run_chain("raw", 2, n, rate, realtime=rt))
+        chain = chains["" if tag == "_latency_profile" else tag]
         p = percentiles(t2t)
         for q in ("p50", "p99", "p999"):
-            out[f"tick_to_trade{tag}_{q}_us"] = metric(p[q], "us", chain[q] / 1e3, rate_per_s=round(prof_rate, 1),
-                                                       trades=len(t2t))
+            out[f"tick_to_trade{tag}_{q}_us"] = metric(p[q], "us", chain[q] / 1e3, rate_per_s=round(rate, 1),
+                                                       trades=len(t2t), realtime_priority=rt)
         s2o = executor.get("signal_to_orders_p50_us")
         if s2o is not None:
-            out[f"executor_signal_to_orders{tag}_us"] = metric(s2o, "us", None, signals=executor.get("signals", 0.0))
+            out[f"executor_signal_to_orders{tag}_us"] = metric(s2o, "us", None, signals=executor.get("signals", 0.0),
+                                                               armed_sent=executor.get("armed_sent", 0.0))
         stages: list[dict] = executor.get("stages", [])  # type: ignore[assignment]
-        if stages and not tag:  # where the tick's time goes, stage by stage (the default profile)
+        if stages and tag != "_latency_profile":  # where the tick's time goes, stage by stage
             first = percentiles([r["tick_to_first_order"] for r in stages])
-            out["tick_to_first_order_p50_us"] = metric(first["p50"], "us", chain["p50"] / 1e3, p99_us=round(first["p99"], 1),
-                                                       trades=len(stages))
+            out[f"tick_to_first_order{tag}_p50_us"] = metric(first["p50"], "us", chain["p50"] / 1e3,
+                                                             p99_us=round(first["p99"], 1), trades=len(stages))
             for name in STAGES:
                 q = percentiles([r[name] for r in stages])
-                out[f"stage_{name}_p50_us"] = metric(q["p50"], "us", None, p99_us=round(q["p99"], 1), trades=len(stages))
+                out[f"stage_{name}{tag}_p50_us"] = metric(q["p50"], "us", None, p99_us=round(q["p99"], 1),
+                                                          trades=len(stages))
     return out
 
 

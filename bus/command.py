@@ -77,7 +77,7 @@ class CommandClient:
             self._next_id += 1
             req_id = self._next_id
         env = Envelope(src=self.src, epoch=self.epoch, seq=req_id, ts_ns=time.monotonic_ns(), body=msg)
-        self.sock.send(self.codec.encode(env), flags, copy=False)
+        self.sock.send(self.codec.encode(env), flags)  # small: a copy is cheaper than zero-copy bookkeeping
         return req_id
 
     def recv(self) -> Envelope:

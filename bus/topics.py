@@ -14,7 +14,6 @@ ALERT = "alert."  # alert.<actor>: Alert
 
 RAW = "raw."  # raw.<venue>.<instrument>: a simulated venue's own feed
 VENUE = "venue."  # venue.fill.<venue>: a simulated venue's drop copy of its fills
-BULK = (MD, RAW)  # market data: observers off the tick's path pull it in batches
 
 RISK_STATE = "risk.state"
 RISK_MARGIN = "risk.margin"

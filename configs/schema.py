@@ -53,6 +53,10 @@ class RunCfg(_Cfg):
     # scheduling niceness of the actors off the tick's path (marginwatch, journal): a tick wakes
     # many processes at once on 2 cores, and the ingest -> trigger -> executor path should win
     background_nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    # > 0: the tick's path (ingest, trigger, executor, their ZeroMQ I/O threads) runs SCHED_FIFO at
+    # this priority, so a tick's wake-ups never queue behind other work (needs CAP_SYS_NICE; without
+    # it the actors say so and run as usual). They block in poll, so they never hog a CPU.
+    realtime_priority: Annotated[int, Meta(ge=0, le=98)] = 0
     lockstep: LockstepCfg = LockstepCfg()
 
 

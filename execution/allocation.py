@@ -66,8 +66,9 @@ class Allocator:
         self._cursor = 0
 
     def allocate(self, instrument: str, side: Side, qty: int,
-                 positions: Mapping[str, int] | None = None) -> Allocation:
-        """Split `qty` lots of `instrument`; `positions` are signed lots held per sub-account."""
+                 positions: Mapping[str, int] | None = None, advance: bool = True) -> Allocation:
+        """Split `qty` lots of `instrument`; `positions` are signed lots held per sub-account.
+        `advance=False`: what the call would give, the round-robin cursor left where it is."""
         positions = positions or {}
         acct = self.account
         if qty <= 0:
@@ -78,7 +79,10 @@ class Allocator:
         subs = [s for s in acct.sub_accounts if eligible(s, instrument)]
         rooms = [room(s, side, positions.get(s.name, 0)) for s in subs]
         if acct.allocation == "round_robin":
+            cursor = self._cursor
             qtys = self._round_robin(qty, rooms)
+            if not advance:
+                self._cursor = cursor
         elif acct.allocation == "capacity":
             qtys = _by_capacity(qty, [s.capacity for s in subs], rooms)
         else:

@@ -24,8 +24,9 @@ import msgspec
 
 from bus.messages import CancelRequest, ExecType, OrderEvent, OrderPurpose, OrderRequest, RejectCode, StatusRequest, TimeInForce
 from execution.allocation import Allocator, iceberg_slices
+from execution.wal import CHILD_SEP, child_order
 
-SEP = "/"
+SEP = CHILD_SEP
 FILL_SEP = "#"  # a parent fill's exec id: <child cl_ord_id>#<child's cumulative quantity>
 KEEP_FINISHED = 10_000
 UNWINDS = (OrderPurpose.ROLLBACK, OrderPurpose.FLATTEN)
@@ -116,6 +117,20 @@ class ChildRouter:
             out.append(self._child(parent, account, first))
         return out, None
 
+    def plan(self, order: OrderRequest) -> tuple[tuple[str, int], ...] | None:
+        """What `route` would send now for a new entry parent, without routing it: None (the order
+        itself), the children's (sub-account, qty) in order, or () when it would not go out as one
+        child per sub-account (the sub-accounts cannot take it all, or it would be sliced)."""
+        if not self.splits(order):
+            return None
+        alloc = self.allocators[order.account].allocate(order.instrument, order.side, order.qty,
+                                                        self._positions.get(order.instrument, {}), advance=False)
+        visible = 0 if order.tif is TimeInForce.IOC else self.visible.get(order.account, 0)
+        parts = tuple((p.account, p.qty) for p in alloc.parts)
+        if alloc.placed < order.qty or (visible and any(q > visible for _, q in parts)):
+            return ()
+        return parts
+
     def _unwind_parts(self, order: OrderRequest) -> list[tuple[str, int]] | None:
         """An unwind flattens each sub-account's own holding of this trade's leg (None: nothing known)."""
         held = self._trade_held.get((order.trade_id, order.instrument), {})
@@ -132,8 +147,7 @@ class ChildRouter:
         return parts
 
     def _child(self, parent: _Parent, account: str, qty: int) -> OrderRequest:
-        n = len(parent.children) + 1
-        req = msgspec.structs.replace(parent.req, cl_ord_id=f"{parent.req.cl_ord_id}{SEP}{n}", account=account, qty=qty)
+        req = child_order(parent.req, len(parent.children) + 1, account, qty)
         parent.children[req.cl_ord_id] = _Child(req)
         return req
 

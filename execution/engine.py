@@ -20,9 +20,10 @@ lines: formatting them never delays an order).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 import msgspec
 
@@ -32,14 +33,16 @@ from bus.messages import (Alert, CancelRequest, ExecType, FxRate, MarginSnapshot
                           StreamEvent, TradeState)
 from configs.schema import Config
 from execution.allocation import Allocator
+from execution.armed import ArmedEntry, FastPathDiverged, Key, Template, fits, prepare, template
+from execution.armed import written as armed_written
 from execution.childorders import ChildRouter, parent_of, session_down
 from execution.ids import TradeIds, parse_cl_ord_id
 from execution.pairtrade import (ENTRY_STATES, Action, CancelOrder, OrderStatus, PairParams, PairTrade, QueryStatus, RaiseAlert,
                                  RequestHalt, SendOrder, SignalInvalid, Transition, marketable_limit, params_from_config)
 from execution.positions import PositionBook
 from execution.whatif import MarginWhatIf
-from execution.wal import (ChildSent, Halted, OrderSent, RecoveredState, ReportApplied, Resumed, Streamed, TimerFired,
-                           TradeClosed, TradeOpened, WalRecord, WriteAheadLog, encode_frame, recover_records)
+from execution.wal import (ChildSent, EntrySentOut, Halted, OrderSent, RecoveredState, ReportApplied, Resumed, Streamed,
+                           TimerFired, TradeClosed, TradeOpened, WalRecord, WriteAheadLog, encode_frame, recover_records)
 from riskguard.fx import FxTable
 from riskguard.limits import PreTradeLimits
 
@@ -86,6 +89,7 @@ class Log(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Effect = Union[SendWire, CancelWire, QueryWire, Emit, Publish, RequestHalt, Log]
+Written = tuple[list[WalRecord], list[OrderRequest]]  # what an armed entry logged (as read back) and sent
 WIRE = (SendWire, CancelWire, QueryWire)
 
 
@@ -118,7 +122,8 @@ class ExecutionEngine:
         self.fx = FxTable(cfg.run.base_currency, expected=sorted(cfg.fx_instruments()))
         self.router = ChildRouter({n: Allocator(n, a) for n, a in cfg.accounts.items() if a.sub_accounts},
                                   {n: a.iceberg_visible for n, a in cfg.accounts.items()})
-        self.level = RiskLevel.NORMAL
+        self._level = RiskLevel.NORMAL
+        self.gen = 0  # moves with every input that could change an armed entry's verdicts
         self.touch: dict[str, tuple[float, float]] = {}  # instrument -> (bid, ask), for limit unwinds
         self.trades: dict[str, PairTrade] = {}
         self.open: set[str] = set()
@@ -126,12 +131,16 @@ class ExecutionEngine:
         self.signal_seen: set[str] = set()
         self.stream: list[StreamEvent] = []  # stream[i].seq == i + 1
         self.stats = {"signals": 0, "rejected": 0, "reports": 0, "fills": 0, "denied": 0, "orphan_reports": 0,
-                      "recovered": 0}
+                      "recovered": 0, "armed_sent": 0}
         self._fill_avg: dict[str, tuple[int, float]] = {}  # cl_ord_id -> (qty, avg price) in the stream
         self.recovered = self._recover()
         self.ids = TradeIds(TRADE_PREFIX, self.recovered.next_trade_n)
-        self._shadow_limits = PreTradeLimits.from_config(cfg, self.book)
-        self._rehearsal = self._rehearsal_signals()
+        self._templates: dict[Key, Template] = {
+            (pair, direction, closing): template(p, direction, closing, cfg.pairs[pair].lots, cfg.instruments)
+            for pair, p in self.params.items() if pair in cfg.pairs
+            for direction in (Side.BUY, Side.SELL) for closing in (False, True)}
+        self._armed: dict[Key, ArmedEntry] = {}
+        self.armed_gen = -1  # the generation `_armed` was made under
 
     # ---- recovery ------------------------------------------------------------------------
 
@@ -204,31 +213,69 @@ class ExecutionEngine:
     def positions(self) -> Positions:
         return self.book.view()
 
+    @property
+    def level(self) -> RiskLevel:
+        """The risk level signals are judged by (the stricter of marginwatch's and the kill switch)."""
+        return self._level
+
+    @level.setter
+    def level(self, level: RiskLevel) -> None:
+        if level is not self._level:
+            self._level = level
+            self.gen += 1
+
     # ---- inputs ----------------------------------------------------------------------------
 
-    def on_signal(self, sig: Signal, now: int, venues_down: Iterable[str] = ()) -> list[Effect]:
-        """A signal from the trigger: a new pair trade and its entry orders, or a refusal."""
+    def on_signal(self, sig: Signal, now: int, venues_down: Iterable[str] = (),
+                  send: Callable[[list[Effect]], None] | None = None) -> list[Effect]:
+        """A signal from the trigger: a new pair trade and its entry orders, or a refusal.
+
+        With `send`, the venue requests are handed to it as soon as they are logged (before the
+        trade's bookkeeping) and the rest is returned; without, everything is returned in order.
+        A signal an armed entry fits (`execution.armed`) is logged and sent first, then worked
+        out the ordinary way, which must arrive at the same records."""
         if sig.signal_id in self.signal_seen:  # a repeat (the trigger re-sends one it heard nothing about)
             self._log("info", "signal_repeated", signal_id=sig.signal_id, pair=sig.pair)
             return self._take_logs()
+        down = tuple(venues_down)
+        prepared = self._prepare(sig, now, down)
+        if prepared is None:
+            effects = self._open(sig, now, down, None)
+            if send is None:
+                return effects
+            send([e for e in effects if isinstance(e, WIRE)])
+            return [e for e in effects if not isinstance(e, WIRE)]
+        armed, rec, orders = prepared
+        self.wal.append(rec)
+        wire: list[Effect] = [SendWire(order=o) for o in orders]
+        if send is not None:
+            send(wire)
+            wire = []
+        self.stats["armed_sent"] += 1
+        return wire + self._open(sig, now, down, (armed_written(armed, rec), orders))
+
+    def _open(self, sig: Signal, now: int, venues_down: tuple[str, ...], written: Written | None) -> list[Effect]:
+        """The ordinary path: refusals, the trade, its orders vetted and routed, the one write
+        (`written`: the records an armed entry already wrote and the orders it sent, which this
+        must arrive at)."""
         self.stats["signals"] += 1
         reason = self._refuse(sig, now, venues_down)
         if reason is not None:
-            return self._reject_signal(sig, reason, now)
+            return self._reject_signal(sig, reason, now, written)
         params = self.params[sig.pair]
         trade_id = self.ids.next()
         try:
             trade = PairTrade(trade_id, sig, params)
         except SignalInvalid as exc:
-            return self._reject_signal(sig, str(exc), now)
+            return self._reject_signal(sig, str(exc), now, written)
         self.signal_seen.add(sig.signal_id)
         self.trades[trade_id] = trade
         self.open.add(trade_id)
         step = _Step([TradeOpened(trade_id=trade_id, signal=sig, params=params, now_ns=now)])
         self._run(step, trade, trade.start(now), now)
         self._log("info", "trade_opened", trade_id=trade_id, pair=sig.pair, signal_id=sig.signal_id,
-                  direction=sig.direction.value, closing=sig.closing)
-        return self._commit(step)
+                  direction=sig.direction.value, closing=sig.closing, armed=written is not None)
+        return self._commit(step, written)
 
     def on_report(self, ev: OrderEvent, now: int) -> list[Effect]:
         """An execution report from a venue (or a gateway's local answer), `recv_ns` stamped."""
@@ -301,6 +348,8 @@ class ExecutionEngine:
         return self._commit(step)
 
     def on_fx(self, rate: FxRate) -> None:
+        if not self.fx.received_ns(rate.pair):
+            self.gen += 1  # a first rate: entries that could not be armed without it can be now
         self.fx.on_fx(rate)
         self.whatif.on_fx(rate.pair, rate.mid)
 
@@ -324,9 +373,23 @@ class ExecutionEngine:
 
     # ---- the one write -----------------------------------------------------------------------
 
-    def _commit(self, step: _Step) -> list[Effect]:
+    def _commit(self, step: _Step, written: Written | None = None, moved: bool = True) -> list[Effect]:
+        """The one write, then the effects. `written`: the records are already in the log (an armed
+        entry's) and its orders already out: this input must have made exactly those. `moved=False`:
+        nothing an armed entry depends on changed (a refused signal)."""
         if step.positions_moved:
             self._emit(step, self.book.view())
+        if moved:
+            self.gen += 1
+        if written is not None:
+            records, sent = written
+            if step.records != records:
+                raise FastPathDiverged(_divergence(records, step.records))
+            made = [e.order for e in step.wire if isinstance(e, SendWire)]
+            if made != sent or len(made) != len(step.wire):
+                raise FastPathDiverged(f"EXEC_FAST_PATH_DIVERGED: sent={[o.cl_ord_id for o in sent]} "
+                                       f"ordinary={[type(e).__name__ for e in step.wire]}")
+            return step.after + self._take_logs()
         if step.records:
             self.wal.append_many(step.records)
         return step.wire + step.after + self._take_logs()
@@ -359,6 +422,9 @@ class ExecutionEngine:
         legs = sorted(leg.instrument for leg in sig.legs)
         if legs != sorted((p.a.instrument, p.b.instrument)):
             return f"SIGNAL_LEGS: pair={sig.pair} legs={','.join(legs)} want={p.a.instrument},{p.b.instrument}"
+        for leg in sig.legs:
+            if not (0.0 < leg.limit_px and math.isfinite(leg.limit_px)):
+                return f"SIGNAL_PRICE: instrument={leg.instrument} px={leg.limit_px}"
         busy = [t for t in self.open if self.trades[t].pair == sig.pair]
         if busy:
             return f"EXEC_PAIR_BUSY: pair={sig.pair} trade_id={busy[0]}"
@@ -374,14 +440,100 @@ class ExecutionEngine:
         units = qty[p.a.instrument] // max(1, p.a.ratio) * sig.direction.sign
         reason = self.limits.check_pair(sig.pair, units)
         if reason is None and not sig.closing:  # margin never refuses a reduction
-            for leg in sig.legs:
-                self._signal_px[leg.instrument] = leg.limit_px  # the what-if's marks, taken off the hot path
-                if leg.instrument not in self.whatif.price:
-                    self.whatif.on_price(leg.instrument, leg.limit_px)
-            self.whatif.set_pending(self._pending_entries())
-            reason = self.whatif.check(sig.pair, sig.direction.sign, qty[p.a.instrument], qty[p.b.instrument],
-                                       self.book, self.fx)
+            reason = self._whatif(sig, qty[p.a.instrument], qty[p.b.instrument], self._pending_entries())
         return reason
+
+    def _whatif(self, sig: Signal, qty_a: int, qty_b: int, pending: dict[tuple[str, str], int]) -> str | None:
+        """The margin what-if's verdict on an opening signal (normally cached, see `rehearse`)."""
+        for leg in sig.legs:
+            self._signal_px[leg.instrument] = leg.limit_px  # the what-if's marks, taken off the hot path
+            if leg.instrument not in self.whatif.price:
+                self.whatif.on_price(leg.instrument, leg.limit_px)
+        self.whatif.set_pending(pending)
+        return self.whatif.check(sig.pair, sig.direction.sign, qty_a, qty_b, self.book, self.fx)
+
+    # ---- armed entries (`execution.armed`) ------------------------------------------------------
+
+    def arm(self, now: int) -> None:
+        """Arm every entry whose state-dependent checks pass now (nothing to do if no input moved
+        the generation since the last call). The same checks the ordinary path makes, with the
+        order rate, prices and FX left to the signal."""
+        if self.armed_gen == self.gen:
+            return
+        armed: dict[Key, ArmedEntry] = {}
+        level = self._level
+        busy = {self.trades[t].pair for t in self.open}
+        doubt = {i for t in self.open for i in self.trades[t].instruments_in_doubt()}
+        pending = self._pending_entries()
+        verdicts: dict[tuple[str, Side], tuple | None] = {}  # opening and closing entries send the same orders
+        for key, t in self._templates.items():
+            pair, direction, closing = key
+            if level is RiskLevel.HALTED or (level is not RiskLevel.NORMAL and not closing):
+                continue
+            if (pair, direction) not in verdicts:
+                verdicts[(pair, direction)] = self._arm_parts(t, busy, doubt, now)
+            parts = verdicts[(pair, direction)]
+            if parts is not None:
+                p = t.params
+                armed[key] = ArmedEntry(gen=self.gen, template=t, parts=parts,
+                                        venues=frozenset((p.a.venue, p.b.venue)), pending=pending)
+        self._armed = armed
+        self.armed_gen = self.gen
+
+    def _arm_parts(self, t: Template, busy: set[str], doubt: set[str], now: int) -> tuple | None:
+        """Each entry order's sub-account split if the template passes every check that does not
+        depend on the signal (pair busy, in doubt, pair and order limits, allocation); else None."""
+        p = t.params
+        if p.pair in busy or p.a.instrument in doubt or p.b.instrument in doubt \
+                or self.limits.check_pair(p.pair, t.units) is not None:
+            return None
+        parts = []
+        for lo in t.orders:
+            fx = self.fx.try_rate(lo.currency, self.cfg.run.base_currency)
+            probe = msgspec.structs.replace(lo.order, price=_PROBE_PX)  # every check a price cannot change
+            plan = self.router.plan(lo.order)
+            if fx is None or self.limits.check(probe, now, _PROBE_PX, fx, dry=True) is not None or plan == ():
+                return None
+            parts.append(plan)
+        return tuple(parts)
+
+    @property
+    def armed(self) -> tuple[Key, ...]:
+        """The entries armed now (under the current generation)."""
+        return tuple(self._armed) if self.armed_gen == self.gen else ()
+
+    def _admits(self, armed: ArmedEntry, sig: Signal, now: int, venues_down: tuple[str, ...]) -> bool:
+        """The checks of an armed entry that depend on the signal, but the what-if (no side effects)."""
+        t = armed.template
+        if 0 < sig.expiry_ns < now or not fits(t, sig):
+            return False
+        for v in venues_down:
+            if v in armed.venues:
+                return False
+        if self.limits.rate_room(now) < len(t.orders):
+            return False
+        base, cap = self.cfg.run.base_currency, self.limits.cfg.max_order_notional
+        for lo in t.orders:
+            fx = self.fx.try_rate(lo.currency, base)
+            # the notional exactly as the limits compute it, at the rate in use now
+            if fx is None or not (math.isfinite(fx) and fx > 0.0) \
+                    or lo.order.qty * sig.legs[lo.signal_leg].limit_px * lo.multiplier * fx > cap:
+                return False
+        return True
+
+    def _prepare(self, sig: Signal, now: int,
+                 venues_down: tuple[str, ...]) -> tuple[ArmedEntry, EntrySentOut, list[OrderRequest]] | None:
+        """The entry, its one record and the orders of `sig`, if an armed entry covers it; None:
+        the ordinary path decides."""
+        armed = self._armed.get((sig.pair, sig.direction, sig.closing))
+        if armed is None or armed.gen != self.gen or not self._admits(armed, sig, now, venues_down):
+            return None
+        if not sig.closing:
+            qa, qb = armed.template.legs[0][2], armed.template.legs[1][2]
+            if self._whatif(sig, qa, qb, armed.pending) is not None:
+                return None
+        rec, orders = prepare(armed, sig, now, self.ids.peek(), len(self.stream) + 1)
+        return armed, rec, orders
 
     def _pending_entries(self) -> dict[tuple[str, str], int]:
         """Lots the entry legs of open trades would still add, per (account, instrument)."""
@@ -397,7 +549,7 @@ class ExecutionEngine:
                     out[k] = out.get(k, 0) + view.side.sign * left
         return out
 
-    def _reject_signal(self, sig: Signal, reason: str, now: int) -> list[Effect]:
+    def _reject_signal(self, sig: Signal, reason: str, now: int, written: Written | None = None) -> list[Effect]:
         self.stats["rejected"] += 1
         self._log("info", "signal_rejected", signal_id=sig.signal_id, pair=sig.pair, reason=reason)
         step = _Step()
@@ -405,7 +557,7 @@ class ExecutionEngine:
             trade_id="", pair=sig.pair, state=TradeState.REJECTED, prev_state=None, transition="signal_rejected",
             direction=sig.direction, legs=(), reason=reason, signal_id=sig.signal_id, tick_recv_ns=sig.tick_recv_ns,
             ts_ns=now))
-        return self._commit(step)
+        return self._commit(step, written, moved=False)
 
     # ---- reports ----------------------------------------------------------------------------
 
@@ -563,30 +715,28 @@ class ExecutionEngine:
     # ---- keeping the hot path warm -------------------------------------------------------------
 
     def rehearse(self, now: int) -> None:
-        """Run a signal's path without effects (no log, no send) so code and data stay in the CPU
-        caches between sparse signals; a cold executor takes several times longer to send. The
-        margin what-if verdicts an input change dropped are computed again here, off the hot path."""
+        """Between signals: the margin what-if verdicts an input change dropped are computed again,
+        the entries are armed again if an input moved the generation, and each armed entry's path
+        runs once without effects (no write, no send) so its code and data stay in the CPU caches
+        between sparse signals (a cold executor takes several times longer to send)."""
         for inst, px in self._signal_px.items():
             self.whatif.on_price(inst, px)
         self._signal_px.clear()
         self.whatif.set_pending(self._pending_entries())
         self.whatif.prime(self.book, self.fx)
-        for pair, sig in self._rehearsal.items():
-            trade = PairTrade("R000000", msgspec.structs.replace(sig, expiry_ns=now + 10**9), self.params[pair])
-            for action in trade.start(now):
-                if isinstance(action, SendOrder):
-                    o = action.order
-                    inst = self.cfg.instruments[o.instrument]
-                    self._shadow_limits.check(o, now, o.price, self.fx.try_rate(inst.currency, self.cfg.run.base_currency))
-                    encode_frame(OrderSent(order=o))
-                elif isinstance(action, Transition):  # the trade's first stream event, as it is logged
-                    encode_frame(Streamed(event=StreamEvent(seq=0, body=action.event)))
+        self.arm(now)
+        for armed in self._armed.values():
+            sig = msgspec.structs.replace(armed.template.signal, expiry_ns=now + 10**9)
+            if self._admits(armed, sig, now, ()):
+                encode_frame(prepare(armed, sig, now, self.ids.peek(), len(self.stream) + 1)[0])
 
-    def _rehearsal_signals(self) -> dict[str, Signal]:
-        out = {}
-        for pair, p in self.params.items():
-            legs = tuple(SignalLeg(instrument=leg.instrument, side=side, qty=leg.ratio, limit_px=1.0)
-                         for leg, side in ((p.a, Side.BUY), (p.b, Side.SELL)))
-            out[pair] = Signal(signal_id="rehearsal", pair=pair, direction=Side.BUY, closing=False, legs=legs,
-                               spread=0.0, zscore=0.0, expiry_ns=0, tick_recv_ns=0, signal_ns=0)
-        return out
+
+_PROBE_PX = 1e-9  # arming: a price every price-dependent check passes (band, notional)
+
+
+def _divergence(written: list[WalRecord], made: list[WalRecord]) -> str:
+    """Where an armed entry's records and the ordinary path's first differ."""
+    for i, (w, m) in enumerate(zip(written, made)):
+        if w != m:
+            return f"EXEC_FAST_PATH_DIVERGED: record={i} written={w!r} ordinary={m!r}"
+    return f"EXEC_FAST_PATH_DIVERGED: records written={len(written)} ordinary={len(made)}"

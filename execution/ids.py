@@ -72,6 +72,10 @@ class TradeIds:
         self._n += 1
         return f"{self.prefix}{n:0{self.width}d}"
 
+    def peek(self) -> str:
+        """The id `next` will return."""
+        return f"{self.prefix}{self._n:0{self.width}d}"
+
     def observe(self, trade_id: str) -> None:
         """Make sure ids after this call are past `trade_id`'s number."""
         n = trade_number(trade_id)

@@ -55,9 +55,10 @@ import msgspec
 
 from bus.messages import OrderEvent, OrderRequest, Signal, StreamEvent
 from execution.ids import trade_number
-from execution.pairtrade import Action, PairParams, PairTrade
+from execution.pairtrade import Action, PairParams, PairTrade, SendOrder, Transition
 
 MAGIC = b"XMCWAL\x00\x01"
+CHILD_SEP = "/"  # <parent cl_ord_id>/<n>: a child order (execution.childorders)
 _HEAD = struct.Struct("<II")
 MAX_RECORD = 16 * 1024 * 1024
 
@@ -135,6 +136,51 @@ class Streamed(_Rec):
     event: StreamEvent
 
 
+class EntrySent(_Rec):
+    """A signal's trade opened from its armed entry (`execution.armed`) and its entry orders went
+    out: the compact form of the records the ordinary path writes for it. Reading the log turns
+    it back into exactly those (`expand`): ``TradeOpened``, each entry order's ``OrderSent``
+    (``ChildSent`` per sub-account part) and ``Streamed`` with the trade's first event under
+    stream seq ``seq``; the pair-trade machine is deterministic, so they follow from the signal."""
+
+    trade_id: str
+    signal: Signal
+    now_ns: int
+    params: PairParams
+    seq: int
+    parts: tuple[tuple[tuple[str, int], ...] | None, ...]  # per entry order: its sub-account split (None: whole)
+
+
+class EntrySentOut(_Rec, tag="EntrySent"):
+    """`EntrySent` as the executor writes it: the pair's params already encoded (same bytes)."""
+
+    trade_id: str
+    signal: Signal
+    now_ns: int
+    params: msgspec.Raw
+    seq: int
+    parts: tuple[tuple[tuple[str, int], ...] | None, ...]
+
+
+def child_order(parent: OrderRequest, n: int, account: str, qty: int) -> OrderRequest:
+    """The `n`-th child (1-based) of a parent split across sub-accounts (`execution.childorders`)."""
+    return msgspec.structs.replace(parent, cl_ord_id=f"{parent.cl_ord_id}{CHILD_SEP}{n}", account=account, qty=qty)
+
+
+def expand(rec: EntrySent) -> list["WalRecord"]:
+    """The ordinary records an `EntrySent` stands for, in the order the ordinary path writes them."""
+    trade = PairTrade(rec.trade_id, rec.signal, rec.params)
+    out: list[WalRecord] = [TradeOpened(trade_id=rec.trade_id, signal=rec.signal, now_ns=rec.now_ns, params=rec.params)]
+    actions = trade.start(rec.now_ns)
+    orders = [a.order for a in actions if isinstance(a, SendOrder)]
+    for order, parts in zip(orders, rec.parts):
+        out.append(OrderSent(order=order))
+        for n, (account, qty) in enumerate(parts or (), 1):
+            out.append(ChildSent(parent=order, order=child_order(order, n, account, qty)))
+    out += [Streamed(event=StreamEvent(seq=rec.seq, body=a.event)) for a in actions if isinstance(a, Transition)]
+    return out
+
+
 class IdFloor(_Rec):
     """Trade numbers below ``next_n`` are taken (written by `compact`)."""
 
@@ -142,7 +188,7 @@ class IdFloor(_Rec):
 
 
 WalRecord = Union[TradeOpened, OrderSent, ChildSent, ReportApplied, TimerFired, Halted, Resumed, TradeClosed, Streamed,
-                  IdFloor]
+                  IdFloor, EntrySent]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WalRecord)
@@ -196,10 +242,14 @@ def scan_bytes(data: bytes) -> tuple[list[WalRecord], ScanReport]:
             why = "crc"
             break
         try:
-            out.append(_decoder.decode(payload))
+            rec = _decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
             why = "undecodable"
             break
+        if isinstance(rec, EntrySent):
+            out += expand(rec)
+        else:
+            out.append(rec)
         pos = body + length
     if why:
         return out, ScanReport(records=len(out), valid_bytes=pos, dropped_bytes=end - pos,

@@ -89,22 +89,32 @@ class PreTradeLimits:
         *,
         pair: str | None = None,
         pair_delta: int = 0,
+        dry: bool = False,
     ) -> str | None:
         """None if `order` may be sent (and it is then counted as sent), else the denial reason.
 
         `last_quote_mid` is the instrument's last mid (None: no quote yet);
         `fx_to_base` converts the instrument's currency into the base currency
         (None: unknown). With `pair`, the pair position limit is checked too.
+        `dry`: every check but the order rate, and nothing counted (arming an entry ahead of
+        its signal; the rate is judged when it comes, `rate_room`).
         """
+        if not dry:
+            self.rate_room(now_ns)
+        reason = self._sanity(order)
+        if reason is None and order.purpose not in REDUCING:
+            reason = self._opening(order, last_quote_mid, fx_to_base, pair, pair_delta, rate=not dry)
+        if reason is None and not dry:
+            self._sent.append(now_ns)
+        return reason
+
+    def rate_room(self, now_ns: int) -> float:
+        """How many more orders the rate window lets through at `now_ns` (k orders pass `check` one
+        after the other iff k <= rate_room)."""
         sent = self._sent
         while sent and sent[0] <= now_ns - RATE_WINDOW_NS:
             sent.popleft()
-        reason = self._sanity(order)
-        if reason is None and order.purpose not in REDUCING:
-            reason = self._opening(order, last_quote_mid, fx_to_base, pair, pair_delta)
-        if reason is None:
-            self._sent.append(now_ns)
-        return reason
+        return self.cfg.max_orders_per_s - len(sent)
 
     def _sanity(self, order: OrderRequest) -> str | None:
         key = self._cat.resolve(order.venue, order.instrument)
@@ -126,6 +136,7 @@ class PreTradeLimits:
         fx_to_base: float | None,
         pair: str | None,
         pair_delta: int,
+        rate: bool = True,
     ) -> str | None:
         cfg = self.cfg
         key = self._cat.resolve(order.venue, order.instrument)
@@ -179,6 +190,6 @@ class PreTradeLimits:
                 return reason
 
         n = len(self._sent)
-        if n + 1 > cfg.max_orders_per_s:
+        if rate and n + 1 > cfg.max_orders_per_s:
             return f"LIMIT_ORDER_RATE: orders={n} window_ms=1000 max={_num(cfg.max_orders_per_s)}"
         return None

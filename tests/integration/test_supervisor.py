@@ -101,8 +101,8 @@ def test_garbage_and_wrong_type_frames_on_every_bound_socket_are_counted_and_sur
     pub.bind(eps.pub("feed"))
     assert pub.poll(10_000), "journal never subscribed"
     pub.recv()
-    pub.send(b"exec.report.FX|" + b"\x93garbage")
-    pub.send(b"exec.report.FX|" + wrong_type)
+    pub.send(b"risk.alert|" + b"\x93garbage")  # a topic the journal takes live
+    pub.send(b"risk.alert|" + wrong_type)
     ctx.destroy(0)
 
     def counted() -> dict | None:

@@ -394,9 +394,13 @@ class EngineVsVenue(RuleBasedStateMachine):
 
     @rule(pair=st.sampled_from(PAIRS), direction=st.sampled_from(Side), units=st.integers(1, 3),
           closing=st.booleans(),
-          kind=st.sampled_from(["fresh", "fresh", "fresh", "fresh", "repeat", "expired", "bad_ratio", "venue_down"]))
-    def signal_arrives(self, pair: str, direction: Side, units: int, closing: bool, kind: str) -> None:
+          kind=st.sampled_from(["fresh", "fresh", "fresh", "fresh", "repeat", "expired", "bad_ratio", "venue_down"]),
+          armed=st.booleans())
+    def signal_arrives(self, pair: str, direction: Side, units: int, closing: bool, kind: str, armed: bool) -> None:
+        """`armed`: the executor armed its entries after the last input (as the actor does)."""
         now = self._tick()
+        if armed:
+            self.eng.arm(now)
         if kind == "repeat" and self.last_signal is not None:
             sig = msgspec.structs.replace(self.last_signal, expiry_ns=now + 500 * MS)
         else:
@@ -408,6 +412,18 @@ class EngineVsVenue(RuleBasedStateMachine):
         down = (self.cfg.instruments[sig.legs[1].instrument].venue,) if kind == "venue_down" else ()
         self._signal(sig, down)
 
+    def _signal_sent_early(self, sig: Signal, now: int, down: tuple[str, ...]) -> list[Effect]:
+        """`on_signal` as the actor calls it: the venue requests handed over first, when logged."""
+        sent: list[Effect] = []
+
+        def send(wire: list[Effect]) -> None:
+            logged = [r.order for r in read_records(self.path)[0] if isinstance(r, (OrderSent, ChildSent))]
+            assert all(e.order in logged for e in wire if isinstance(e, SendWire)), "an order out before its record"
+            sent.extend(wire)
+
+        rest = self.eng.on_signal(sig, now, down, send=send)
+        return sent + rest
+
     def _signal_id(self) -> str:
         self.n_signals += 1
         return f"sig-{self.n_signals}"
@@ -416,8 +432,11 @@ class EngineVsVenue(RuleBasedStateMachine):
         now = self.now
         seen = sig.signal_id in self.eng.signal_seen
         writes, head = self.writes, self.eng.head
-        effects = self._call(lambda: self.eng.on_signal(sig, now, down))
+        armed_before = self.eng.stats["armed_sent"]
+        effects = self._call(lambda: self._signal_sent_early(sig, now, down))
         new = self.eng.stream[head:]
+        if self.eng.stats["armed_sent"] > armed_before:
+            event("signal sent from its armed entry")
         if seen:  # a repeat is traded once: nothing happens, nothing is written
             assert acts(effects) == [] and self.writes == writes and not new
         elif isinstance(new[0].body, PairTradeEvent) and new[0].body.state is TradeState.REJECTED:
@@ -452,6 +471,13 @@ class EngineVsVenue(RuleBasedStateMachine):
         self._call(lambda: self.eng.query_in_doubt(venue, now))
 
     @rule()
+    def executor_arms_its_entries(self) -> None:
+        """The executor's rehearsal between inputs: what-if primed, entries armed, their path run dry."""
+        head, writes = self.eng.head, self.writes
+        self.eng.rehearse(self.now)
+        assert self.eng.head == head and self.writes == writes, "a rehearsal changes nothing"
+
+    @rule()
     def executor_restarts(self) -> None:
         self._restart()
 
@@ -469,6 +495,8 @@ class EngineVsVenue(RuleBasedStateMachine):
             self._call(lambda: self.eng.halt(now, "RISK_HALTED: test=1"), carry=False)
         else:
             sig = make_signal(self.cfg, pair, self._signal_id(), now, units=1 + i % 3)
+            if i % 2:
+                self.eng.arm(now)  # the entry may go out from its armed entry
             self._call(lambda: self.eng.on_signal(sig, now), carry=False)
         self._restart()
 

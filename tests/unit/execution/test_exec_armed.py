@@ -1,0 +1,161 @@
+"""Armed entries (`execution.armed`): a signal sent from its armed entry leaves exactly the
+log the ordinary path writes, its orders leave only after their records are written, and
+every check still applies (what does not fit goes the ordinary way, which decides)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bus.messages import ExecType, FxRate, OrderEvent, RiskLevel, Side
+from configs.schema import Config
+from execution.armed import FastPathDiverged
+from execution.engine import Effect, Emit, ExecutionEngine, Log, SendWire
+from execution.wal import OrderSent, TradeOpened, WriteAheadLog, read_records
+from tests.unit.execution.test_exec_engine import FX, MS, T0, demo_config, make_signal
+
+
+@pytest.fixture(scope="module")
+def demo() -> Config:
+    return demo_config()
+
+
+def engine(cfg: Config, path: Path) -> ExecutionEngine:
+    eng = ExecutionEngine(cfg, WriteAheadLog(path))
+    for pair, mid in FX:
+        eng.on_fx(FxRate(pair=pair, bid=mid, ask=mid, exch_ts_ns=0, recv_ns=T0))
+    return eng
+
+
+def fill_all(eng: ExecutionEngine, effects: list[Effect], now: int) -> list[Effect]:
+    """ACK and fully FILL every order the effects send (and any they lead to); all effects made."""
+    out = list(effects)
+    queue = [e.order for e in effects if isinstance(e, SendWire)]
+    n = 0
+    while queue:
+        o = queue.pop(0)
+        for et, cum in ((ExecType.ACK, 0), (ExecType.FILL, o.qty)):
+            n += 1
+            ev = OrderEvent(cl_ord_id=o.cl_ord_id, exec_type=et, venue=o.venue, instrument=o.instrument, side=o.side,
+                            order_qty=o.qty, cum_qty=cum, leaves_qty=o.qty - cum, last_qty=cum, last_px=o.price or 1.0,
+                            avg_px=o.price or 0.0, exec_id=f"x{o.cl_ord_id}-{n}", recv_ns=now)
+            more = eng.on_report(ev, now)
+            out += more
+            queue += [e.order for e in more if isinstance(e, SendWire)]
+    return out
+
+
+def acts(effects: list[Effect]) -> list[Effect]:
+    return [e for e in effects if not isinstance(e, Log)]
+
+
+def test_armed_signals_leave_the_same_log_and_effects_as_the_ordinary_path(demo: Config, tmp_path: Path) -> None:
+    armed, plain = engine(demo, tmp_path / "armed.wal"), engine(demo, tmp_path / "plain.wal")
+    now = T0
+    for i in range(40):
+        now += 10 * MS
+        pair = ("au_gc", "hsi_mhi")[i % 2]
+        direction = (Side.BUY, Side.SELL)[i // 2 % 2]
+        units = 2 if i % 7 == 3 else 1  # another size than armed: the ordinary path on both
+        sig = make_signal(demo, pair, f"s{i}", now, direction=direction, units=units, closing=i % 5 == 4)
+        armed.rehearse(now)
+        got = [fill_all(eng, eng.on_signal(sig, now), now) for eng in (armed, plain)]
+        assert acts(got[0]) == acts(got[1])
+    assert armed.stats["armed_sent"] > 25 and plain.stats["armed_sent"] == 0
+    armed.wal.close()
+    plain.wal.close()
+    # each armed entry is one small record that reads back as the ordinary path's records
+    assert read_records(tmp_path / "armed.wal")[0] == read_records(tmp_path / "plain.wal")[0]
+    assert (tmp_path / "armed.wal").stat().st_size < (tmp_path / "plain.wal").stat().st_size
+
+
+def test_armed_orders_leave_only_after_their_records_are_written(demo: Config, tmp_path: Path) -> None:
+    path = tmp_path / "e.wal"
+    eng = engine(demo, path)
+    eng.rehearse(T0)
+    seen: list[str] = []
+
+    def send(wire: list[Effect]) -> None:
+        logged = {r.order.cl_ord_id for r in read_records(path)[0] if isinstance(r, OrderSent)}
+        for e in wire:
+            assert isinstance(e, SendWire)
+            parent = e.order.cl_ord_id.split("/")[0]
+            assert parent in logged, f"{e.order.cl_ord_id} sent before its record"
+            seen.append(e.order.cl_ord_id)
+
+    rest = eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0, send=send)
+    assert eng.stats["armed_sent"] == 1
+    assert seen and not [e for e in rest if isinstance(e, SendWire)]
+    assert [type(e).__name__ for e in acts(rest)] == ["Emit"]  # the trade's first event, after the orders
+    assert eng.open and eng.head == 1
+
+
+def test_an_input_disarms_the_entries_until_they_are_armed_again(demo: Config, tmp_path: Path) -> None:
+    eng = engine(demo, tmp_path / "e.wal")
+    eng.arm(T0)
+    assert len(eng.armed) == 8  # 2 pairs x 2 directions x opening/closing
+    effects = eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0)
+    assert eng.armed == ()  # the trade moved the generation
+    eng.arm(T0)
+    assert {k[0] for k in eng.armed} == {"hsi_mhi"}  # au_gc has a trade open: busy
+    fill_all(eng, effects, T0 + MS)
+    eng.arm(T0 + MS)
+    assert len(eng.armed) == 8
+
+
+def test_reduce_only_arms_closing_entries_only_and_halted_none(demo: Config, tmp_path: Path) -> None:
+    eng = engine(demo, tmp_path / "e.wal")
+    eng.level = RiskLevel.REDUCE_ONLY
+    eng.arm(T0)
+    assert eng.armed and all(closing for _, _, closing in eng.armed)
+    eng.level = RiskLevel.HALTED
+    eng.arm(T0)
+    assert eng.armed == ()
+
+
+@pytest.mark.parametrize("case", ["other_size", "expired", "venue_down", "price_nan", "rate_full", "notional"])
+def test_a_signal_the_armed_entry_does_not_cover_goes_the_ordinary_way(demo: Config, tmp_path: Path, case: str) -> None:
+    eng = engine(demo, tmp_path / "e.wal")
+    now = T0
+    sig = make_signal(demo, "au_gc", "s1", now, units=2 if case == "other_size" else 1,
+                      expiry_ns=now - 1 if case == "expired" else None, closing=case == "notional")
+    if case == "price_nan":
+        sig = msgspec.structs.replace(sig, legs=(msgspec.structs.replace(sig.legs[0], limit_px=float("nan")), sig.legs[1]))
+    if case == "notional":  # 3 lots x 1000 g x 200,000 CNY / 7.2 is past the 50M USD order notional limit (closing:
+        # the margin what-if, which would refuse it first, never judges a reduction)
+        sig = msgspec.structs.replace(sig, legs=(msgspec.structs.replace(sig.legs[0], limit_px=200_000.0), sig.legs[1]))
+    if case == "rate_full":
+        eng.limits._sent.extend([now] * int(eng.limits.cfg.max_orders_per_s - 1))
+    eng.arm(now)
+    effects = eng.on_signal(sig, now, ("COMEX",) if case == "venue_down" else ())
+    assert eng.stats["armed_sent"] == 0
+    first = next(e.event.body for e in effects if isinstance(e, Emit))
+    if case == "other_size":
+        assert first.trade_id  # the ordinary path opens it
+    elif case in ("notional", "rate_full"):
+        assert first.trade_id and eng.stats["denied"] >= 1  # opened, its order denied by the limit
+    else:
+        assert first.state.value == "REJECTED", first
+
+
+def test_a_diverging_ordinary_path_stops_the_engine_and_the_log_holds_what_was_sent(demo: Config,
+                                                                                     tmp_path: Path) -> None:
+    path = tmp_path / "e.wal"
+    eng = engine(demo, path)
+    eng.arm(T0)
+    key = ("au_gc", Side.BUY, False)
+    entry = eng._armed[key]
+    (a1, q1), (a2, q2) = entry.parts[0]  # au's split across cn's two sub-accounts, the other way round
+    eng._armed[key] = dataclasses.replace(entry, parts=(((a1, q2), (a2, q1)), *entry.parts[1:]))
+    sent: list[Effect] = []
+    with pytest.raises(FastPathDiverged, match="EXEC_FAST_PATH_DIVERGED: record="):
+        eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0, send=sent.extend)
+    assert [e for e in sent if isinstance(e, SendWire)]  # the orders were out when it was found
+    eng.wal.close()
+    records = read_records(path)[0]
+    assert isinstance(records[0], TradeOpened)
+    again = ExecutionEngine(demo, WriteAheadLog(path))  # the restart: the trade from the log, its orders in doubt
+    assert len(again.open) == 1 and {o.cl_ord_id for o in again.recovered.in_doubt} == {"T000001.a1", "T000001.b1"}
