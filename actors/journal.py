@@ -57,7 +57,7 @@ class JournalActor(Actor):
                 bulk.append(self.pull(sources, prefix, PULL_S, self._on_frame, name=f"pull{prefix}"))
         for key, last in self.store.last_seqs().items():
             for inbound in (self.inbound, *bulk):
-                inbound.seq._last[key] = last
+                inbound.seq.last[key] = last
         self._replay_clients: dict[str, CommandClient] = {}
         self._pending_replays: dict[tuple[str, int], int] = {}  # (publisher, req id) -> incident id
         self.gap_incidents = 0

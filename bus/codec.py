@@ -25,6 +25,11 @@ class Codec:
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(Envelope)
 
+    @property
+    def decoder(self) -> msgspec.msgpack.Decoder:
+        """The Envelope decoder (a receive loop that splits frames itself calls it directly)."""
+        return self._dec
+
     def encode(self, env: Envelope) -> bytes:
         return self._enc.encode(env)
 

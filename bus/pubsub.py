@@ -86,32 +86,32 @@ class SeqTracker:
     """Per (src, topic) sequence tracking."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], tuple[int, int]] = {}
+        self.last: dict[tuple[str, str], tuple[int, int]] = {}  # (src, topic) -> (epoch, last seq)
         self.gaps = 0  # frames missed
         self.dups = 0
 
     def check(self, topic: str, env: Envelope) -> tuple[SeqStatus, int]:
         """Return the status and, for a gap, the first missing seq."""
         key = (env.src, topic)
-        prev = self._last.get(key)
+        prev = self.last.get(key)
         if prev is None:
-            self._last[key] = (env.epoch, env.seq)
+            self.last[key] = (env.epoch, env.seq)
             return SeqStatus.FIRST, 0
         epoch, last = prev
         if env.epoch != epoch:
-            self._last[key] = (env.epoch, env.seq)
+            self.last[key] = (env.epoch, env.seq)
             if env.seq > 1:  # the restarted publisher's first frames never reached us
                 self.gaps += env.seq - 1
                 return SeqStatus.GAP, 1
             return SeqStatus.RESTART, 0
         if env.seq == last + 1:
-            self._last[key] = (epoch, env.seq)
+            self.last[key] = (epoch, env.seq)
             return SeqStatus.OK, 0
         if env.seq <= last:
             self.dups += 1
             return SeqStatus.DUP, 0
         self.gaps += env.seq - last - 1
-        self._last[key] = (epoch, env.seq)
+        self.last[key] = (epoch, env.seq)
         return SeqStatus.GAP, last + 1
 
 

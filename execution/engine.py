@@ -12,6 +12,12 @@ makes are written to the log **in one write**, and only then are the effects ret
 So an order never leaves and an event is never published without its record; after
 ``kill -9`` the log replays to the same trades, the same positions and the same stream.
 
+The hot path (`execution.armed`): between inputs, `arm` decides per pair, direction and
+closing flag everything about an entry that does not depend on the signal; a signal an armed
+entry covers is written as one small record and its orders handed out (`on_signal`'s `send`)
+before the trade's bookkeeping, which then runs the ordinary way and must arrive at exactly
+what was written and sent.
+
 Effects, in the order the adapter must carry them out: venue requests first (`SendWire`,
 `CancelWire`, `QueryWire`), then `Emit` (durable stream events, already logged),
 `Publish` (best-effort bus messages) and `RequestHalt`, and last `Log` (the operator's log
@@ -141,6 +147,7 @@ class ExecutionEngine:
             for direction in (Side.BUY, Side.SELL) for closing in (False, True)}
         self._armed: dict[Key, ArmedEntry] = {}
         self.armed_gen = -1  # the generation `_armed` was made under
+        self._rehearsals = 0
 
     # ---- recovery ------------------------------------------------------------------------
 
@@ -716,16 +723,19 @@ class ExecutionEngine:
 
     def rehearse(self, now: int) -> None:
         """Between signals: the margin what-if verdicts an input change dropped are computed again,
-        the entries are armed again if an input moved the generation, and each armed entry's path
-        runs once without effects (no write, no send) so its code and data stay in the CPU caches
-        between sparse signals (a cold executor takes several times longer to send)."""
+        the entries are armed again if an input moved the generation, and an armed entry's path
+        (one per call, in turn) runs without effects (no write, no send) so its code and data stay
+        in the CPU caches between sparse signals (a cold executor takes several times longer to send)."""
         for inst, px in self._signal_px.items():
             self.whatif.on_price(inst, px)
         self._signal_px.clear()
         self.whatif.set_pending(self._pending_entries())
         self.whatif.prime(self.book, self.fx)
         self.arm(now)
-        for armed in self._armed.values():
+        if self._armed:  # one entry per call, in turn: the code is the same for all of them
+            self._rehearsals += 1
+            entries = list(self._armed.values())
+            armed = entries[self._rehearsals % len(entries)]
             sig = msgspec.structs.replace(armed.template.signal, expiry_ns=now + 10**9)
             if self._admits(armed, sig, now, ()):
                 encode_frame(prepare(armed, sig, now, self.ids.peek(), len(self.stream) + 1)[0])

@@ -18,6 +18,12 @@ pair-trade machine is deterministic, so replaying the inputs rebuilds every trad
    limits denied comes back as a REJECT), every ``Streamed`` event and ``TradeClosed``.
    Only after that write does anything leave the process: orders, cancels, status queries,
    stream events. Cancels and status queries are not logged: recovery re-derives them.
+   A signal sent from its armed entry (`execution.armed`) is written as one compact
+   ``EntrySent``, which reading the log expands (`expand`) into exactly the records of 1:
+   ``TradeOpened``, the entry orders' ``OrderSent`` and ``ChildSent``, the trade's first
+   ``Streamed`` event. Its orders leave after that write; the engine then works the signal
+   out the ordinary way and must arrive at those records and orders (else it stops:
+   `execution.armed.FastPathDiverged`), so memory and log never differ.
 2. ``Streamed`` events are the durable execution stream: fills (once per increase of what a
    trade holds), trade events, the positions after them. ``event.seq`` is 1, 2, 3, ... in log
    order for the life of the file; `compact` keeps every one of them.
