@@ -40,7 +40,7 @@ MAX_DRAIN = 2000  # frames read from one socket before the loop looks at the oth
 # written right after a signal or an order competes for the 2 vCPUs with the process it woke
 LOG_DEFER_S = 0.002
 LOG_SLICE = 2  # deferred lines written per loop turn
-PULLER_LIVE_S = 2.0  # a puller silent this long is not waited for at shutdown
+PULLER_LIVE_S = 2.0  # a puller asking less often than this is not waited for at shutdown
 SCHED_REFUSED = "XMC_SCHED_REFUSED"  # set by actors.run when run.realtime_priority could not be applied
 
 
@@ -105,9 +105,9 @@ class Actor:
         self._cmd_channels: dict[str, tuple[CommandClient, list[Callable[[Envelope], None]]]] = {}
         self._closers: list[Callable[[], None]] = []
         self._later_logs: list[tuple[str, str, dict]] = []
-        # (puller, prefix) -> (when it last asked, the seqs it then had; None: not a periodic puller):
-        # a stopping actor waits for its periodic pullers (the journal) to take what it published since
-        self._pullers: dict[tuple[bytes, str], tuple[float, dict[str, int] | None]] = {}
+        # (puller, prefix) -> (when it last asked, how long since its previous request, the seqs it
+        # then had): a stopping actor waits for its periodic pullers (the journal) to take the rest
+        self._pullers: dict[tuple[bytes, str], tuple[float, float, dict[str, int]]] = {}
         self._log_timer: Timer | None = None
 
         # who may talk to this actor: CURVE on tcp (bus.security), the run dir's private folder on ipc
@@ -428,6 +428,10 @@ class Actor:
     def warm(self) -> None:
         """Compile/warm hot paths before reporting ready."""
 
+    def after_hot(self) -> None:
+        """Called once per loop turn in which a hot subscription had frames, after those and before
+        any other socket's (the tick's path goes first)."""
+
     def after_drain(self) -> None:
         """Called once per loop turn after every readable socket was drained (conflation point)."""
 
@@ -520,8 +524,8 @@ class Actor:
                 reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
                 now = time.monotonic()
                 last = self._pullers.get((peer, body.prefix))
-                periodic = last is not None and now - last[0] < PULLER_LIVE_S
-                self._pullers[(peer, body.prefix)] = (now, self.pub.seqs(body.prefix) if periodic else None)
+                period = now - last[0] if last is not None else PULLER_LIVE_S
+                self._pullers[(peer, body.prefix)] = (now, period, self.pub.seqs(body.prefix))
             elif isinstance(body, ReplayRequest):
                 frames = self.pub.replay(body.topic, body.first, body.last)
                 for frame in frames:
@@ -678,11 +682,12 @@ class Actor:
         return False
 
     def _pullers_behind(self) -> bool:
-        """A periodic puller that asked lately (within PULLER_LIVE_S of its previous request and of
-        now) has not yet had what was published since."""
+        """A periodic puller (it asks at least every PULLER_LIVE_S) that should ask again soon (within
+        two of its periods) has not yet had what was published since; one that stopped asking,
+        or is stopping too, is not waited for longer than that."""
         now = time.monotonic()
-        return any(had is not None and now - asked < PULLER_LIVE_S and self.pub.seqs(prefix) != had
-                   for (_, prefix), (asked, had) in self._pullers.items())
+        return any(period < PULLER_LIVE_S and now - asked < 2 * period and self.pub.seqs(prefix) != had
+                   for (_, prefix), (asked, period, had) in self._pullers.items())
 
     def on_stop_requested(self) -> None:
         """A stop was requested; begin winding down (the loop keeps running while `finishing()`)."""
@@ -690,6 +695,7 @@ class Actor:
     def _loop(self) -> None:
         handlers = self._handlers
         items = self._poll_items
+        hot = {sock for sock, _ in items[:self._hot]}
         zmq_poll = zmq.zmq_poll
         grace_until: float | None = None
         while True:
@@ -708,8 +714,15 @@ class Actor:
             # millisecond before every timer, a busy spin (a timer may run up to 1 ms late)
             events = zmq_poll(items, math.ceil(timeout_ms))
             if events:
+                hot_done = False  # hot sockets come first: `after_hot` runs before any other handler
                 for sock, _ in events:
+                    if hot_done and sock not in hot:
+                        hot_done = False
+                        self._guarded(self.after_hot)
                     handlers[sock]()
+                    hot_done = hot_done or sock in hot
+                if hot_done:
+                    self._guarded(self.after_hot)
                 self._guarded(self.after_drain)
             self._run_timers()
 

@@ -1,8 +1,9 @@
 """The trigger actor: both legs' books in, `sig.<pair>` Signals out.
 
-Under a burst the runtime drains every socket before `after_drain`, so the
-engine evaluates only the newest book per instrument (conflation) and never
-acts on a quote a newer one already replaced. The effective risk level is the
+Under a burst the runtime drains the market-data socket before `after_hot`
+(before any other socket is served), so the engine evaluates only the newest
+book per instrument (conflation) and never acts on a quote a newer one already
+replaced. The effective risk level is the
 stricter of the published `risk.state` and the operator's kill switch.
 
 Lockstep (``run.lockstep``): the trigger paces the simulated market. It
@@ -180,10 +181,17 @@ class TriggerActor(Actor):
         if self.lockstep:
             self._finish_step()
 
+    def after_hot(self) -> None:
+        if not self.lockstep:  # the newest books, evaluated before any other socket is served
+            self._evaluate()
+
     def after_drain(self) -> None:
         if self.lockstep:
             self._lockstep()
-            return
+        else:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         if not self.dirty:
             return
         self.dirty = False

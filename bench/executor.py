@@ -155,23 +155,27 @@ def demo_engine(wal_path: Path) -> ExecutionEngine:
     return engine
 
 
-def _fill_all(engine: ExecutionEngine, effects: list[Effect], now: int) -> int:
-    """ACK and fully FILL every order the effects send (and any they lead to); reports fed."""
+def fill_all(engine: ExecutionEngine, effects: list[Effect], now: int) -> list[Effect]:
+    """ACK and fully FILL every order the effects send (and any they lead to); `effects` and every
+    effect the reports made, in order."""
+    out = list(effects)
     queue = [e.order for e in effects if isinstance(e, SendWire)]
     n = 0
     while queue:
         o = queue.pop(0)
         for et, cum in ((ExecType.ACK, 0), (ExecType.FILL, o.qty)):
             n += 1
-            queue += [e.order for e in engine.on_report(_report(o, et, cum, n, now), now) if isinstance(e, SendWire)]
-    return n
+            more = engine.on_report(_report(o, et, cum, n, now), now)
+            out += more
+            queue += [e.order for e in more if isinstance(e, SendWire)]
+    return out
 
 
 def run_trades(engine: ExecutionEngine, n: int, first: int = 0) -> None:
     """`n` demo trades through the engine, each opened by a signal and completed by its fills."""
     for i in range(first, first + n):
         now = _T0 + i * _SECOND
-        _fill_all(engine, engine.on_signal(_engine_signal(i, now), now), now)
+        fill_all(engine, engine.on_signal(_engine_signal(i, now), now), now)
         if engine.open:
             raise RuntimeError(f"engine trade left open: {sorted(engine.open)} stats={engine.stats}")
 
@@ -195,7 +199,7 @@ def _engine_signal_to_orders(tmp: Path, n: int) -> tuple[list[int], int]:
             if not orders or not isinstance(effects[0], SendWire) or not any(isinstance(e, Emit) for e in effects):
                 raise RuntimeError(f"on_signal made no orders: {effects!r} stats={engine.stats}")
             n_orders = orders
-            _fill_all(engine, effects, now)
+            fill_all(engine, effects, now)
             if engine.open:
                 raise RuntimeError(f"engine trade left open: {sorted(engine.open)}")
     finally:
@@ -223,7 +227,7 @@ def _holding_engine(wal_path: Path) -> tuple[ExecutionEngine, int]:
     engine = demo_engine(wal_path)
     run_trades(engine, 201)  # BUY, SELL, ..., BUY: long 1 au_gc unit
     now = _T0 + 201 * _SECOND
-    _fill_all(engine, engine.on_signal(_hsi_signal(0, now, Side.BUY), now), now)
+    fill_all(engine, engine.on_signal(_hsi_signal(0, now, Side.BUY), now), now)
     if engine.open or engine.book.units("au_gc") != 1 or engine.book.units("hsi_mhi") != 1:
         raise RuntimeError(f"holding engine not as built: {engine.positions()} stats={engine.stats}")
     return engine, 202
@@ -297,7 +301,7 @@ def _engine_loop(tmp: Path, n: int, mode: str, run: int) -> list[int]:
             out.append(clock() - t0)
             if not any(isinstance(e, SendWire) for e in effects):
                 raise RuntimeError(f"on_signal ({mode}) made no orders: {effects!r} stats={engine.stats}")
-            _fill_all(engine, effects, now)
+            fill_all(engine, effects, now)
     finally:
         engine.wal.close()
     return out

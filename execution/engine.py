@@ -35,7 +35,7 @@ import msgspec
 
 from bus import topics
 from bus.messages import (Alert, CancelRequest, ExecType, FxRate, MarginSnapshot, Message, OrderEvent, OrderPurpose, OrderRequest,
-                          PairTradeEvent, Positions, RejectCode, RiskLevel, Severity, Side, Signal, SignalLeg, StatusRequest,
+                          PairTradeEvent, Positions, RejectCode, RiskLevel, Severity, Side, Signal, StatusRequest,
                           StreamEvent, TradeState)
 from configs.schema import Config
 from execution.allocation import Allocator

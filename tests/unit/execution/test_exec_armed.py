@@ -10,7 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bus.messages import ExecType, FxRate, OrderEvent, RiskLevel, Side
+from bench.executor import fill_all
+from bus.messages import FxRate, RiskLevel, Side
 from configs.schema import Config
 from execution.armed import FastPathDiverged
 from execution.engine import Effect, Emit, ExecutionEngine, Log, SendWire
@@ -28,24 +29,6 @@ def engine(cfg: Config, path: Path) -> ExecutionEngine:
     for pair, mid in FX:
         eng.on_fx(FxRate(pair=pair, bid=mid, ask=mid, exch_ts_ns=0, recv_ns=T0))
     return eng
-
-
-def fill_all(eng: ExecutionEngine, effects: list[Effect], now: int) -> list[Effect]:
-    """ACK and fully FILL every order the effects send (and any they lead to); all effects made."""
-    out = list(effects)
-    queue = [e.order for e in effects if isinstance(e, SendWire)]
-    n = 0
-    while queue:
-        o = queue.pop(0)
-        for et, cum in ((ExecType.ACK, 0), (ExecType.FILL, o.qty)):
-            n += 1
-            ev = OrderEvent(cl_ord_id=o.cl_ord_id, exec_type=et, venue=o.venue, instrument=o.instrument, side=o.side,
-                            order_qty=o.qty, cum_qty=cum, leaves_qty=o.qty - cum, last_qty=cum, last_px=o.price or 1.0,
-                            avg_px=o.price or 0.0, exec_id=f"x{o.cl_ord_id}-{n}", recv_ns=now)
-            more = eng.on_report(ev, now)
-            out += more
-            queue += [e.order for e in more if isinstance(e, SendWire)]
-    return out
 
 
 def acts(effects: list[Effect]) -> list[Effect]:
