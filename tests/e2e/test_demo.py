@@ -78,6 +78,10 @@ def test_demo_trades_end_terminal_flat_or_in_ratio_and_every_hop_is_traced(tmp_p
     lines = xmc("logs", "--trade", one, run_dir=run_dir, check=True).stdout.splitlines()
     actors = {json.loads(line)["actor"] for line in lines}
     assert "executor" in actors and all(one in line for line in lines)
+    # the hot path: entries go out from their armed entries (one small log record, then the orders)
+    opened = [json.loads(line) for line in (run_dir / "logs" / "executor.jsonl").read_text().splitlines()
+              if '"event":"trade_opened"' in line]
+    assert opened and sum(o["armed"] for o in opened) >= len(opened) // 2, opened
     reader.close()
 
 
