@@ -5,13 +5,14 @@ In process (no sockets), the executor's own share of tick-to-trade:
 
 - ``executor_sm_signal_to_orders_us``: PairTrade built from a Signal and started until both
   SendOrder actions are returned, p50 (the state machine alone: no limits, no routing, no log).
-- ``executor_engine_signal_to_orders_us``: ``ExecutionEngine.on_signal(sig, now)`` until its
-  effects come back (SendWire for every order first, then the Emit of the trade's first event),
-  p50. The engine is the real one, built from configs/demo.toml (au_gc: SHFE leg split over the
-  two sub-accounts, so 3 orders; FX rates fed first so the notional limits pass), over a real
-  WriteAheadLog file in a temp dir (no fsync); its log lines come back as `Log` effects, built
-  but not formatted (the actor formats them after the orders are out). Timed: refusal checks, pre-trade limits, PairTrade start, child routing, the one
-  ``append_many`` of TradeOpened + OrderSent/ChildSent + Streamed records, the effects list.
+- ``executor_engine_signal_to_orders_us``: ``ExecutionEngine.on_signal(sig, now, send=...)``
+  until it hands the orders to ``send`` (as the actor calls it), p50. The engine is the real one,
+  built from configs/demo.toml (au_gc: SHFE leg split over the two sub-accounts, so 3 orders; FX
+  rates fed first so the notional limits pass), over a real WriteAheadLog file in a temp dir (no
+  fsync). The entry is armed (`execution.armed`): timed are the checks that depend on the
+  signal, the one ``EntrySent`` record written, the orders patched. Extra ``total_us``: the whole
+  call, the trade's bookkeeping after the orders included (the ordinary path, which must arrive
+  at the records written; its log lines come back as `Log` effects, built but not formatted).
   Each iteration is a fresh signal (new signal_id, direction alternating so positions stay
   flat, ``now`` one second on so the order-rate window never fills) that opens a trade; between
   iterations, untimed, every order it sent gets an ACK and a full FILL through
@@ -180,31 +181,40 @@ def run_trades(engine: ExecutionEngine, n: int, first: int = 0) -> None:
             raise RuntimeError(f"engine trade left open: {sorted(engine.open)} stats={engine.stats}")
 
 
-def _engine_signal_to_orders(tmp: Path, n: int) -> tuple[list[int], int]:
-    """ns of each `on_signal` that opens a trade (completed untimed in between); orders per signal."""
+def _engine_signal_to_orders(tmp: Path, n: int) -> tuple[list[int], list[int], int]:
+    """ns of each `on_signal` that opens a trade, to its orders handed out and to its return
+    (completed untimed in between); orders per signal."""
     clock = time.perf_counter_ns
     engine = demo_engine(tmp / "engine.wal")
     sigs = [_engine_signal(i, _T0 + i * _SECOND) for i in range(n)]
-    out: list[int] = []
+    to_send: list[int] = []
+    total: list[int] = []
     n_orders = 0
+    sent: list[tuple[int, list[Effect]]] = []
+
+    def send(wire: list[Effect]) -> None:
+        sent.append((clock(), wire))
+
     try:
         for i, sig in enumerate(sigs):
             now = _T0 + i * _SECOND
             engine.rehearse(now)  # untimed, as the actor does every REHEARSE_S between signals
+            sent.clear()
             t0 = clock()
-            effects = engine.on_signal(sig, now)
+            rest = engine.on_signal(sig, now, send=send)
             t1 = clock()
-            out.append(t1 - t0)
-            orders = sum(isinstance(e, SendWire) for e in effects)
-            if not orders or not isinstance(effects[0], SendWire) or not any(isinstance(e, Emit) for e in effects):
-                raise RuntimeError(f"on_signal made no orders: {effects!r} stats={engine.stats}")
-            n_orders = orders
-            fill_all(engine, effects, now)
+            (t_sent, wire), = sent
+            to_send.append(t_sent - t0)
+            total.append(t1 - t0)
+            if not wire or not any(isinstance(e, Emit) for e in rest) or not engine.stats["armed_sent"]:
+                raise RuntimeError(f"on_signal sent no armed orders: {wire!r} {rest!r} stats={engine.stats}")
+            n_orders = len(wire)
+            fill_all(engine, wire + rest, now)
             if engine.open:
                 raise RuntimeError(f"engine trade left open: {sorted(engine.open)}")
     finally:
         engine.wal.close()
-    return out, n_orders
+    return to_send, total, n_orders
 
 
 # --- the pre-trade margin what-if ------------------------------------------------------------------
@@ -366,7 +376,7 @@ def bench_executor() -> dict:
                 t0 = clock()
                 wal.append_many(rec)
                 wal_us.append(clock() - t0)
-        engine_ns, engine_orders = _engine_signal_to_orders(Path(tmp), _N_ENGINE)
+        engine_ns, engine_total_ns, engine_orders = _engine_signal_to_orders(Path(tmp), _N_ENGINE)
         eng = percentiles(engine_ns[500:])
         whatif = bench_whatif(Path(tmp), eng["p50"] / 1000.0)
 
@@ -387,7 +397,7 @@ def bench_executor() -> dict:
         "executor_sm_signal_to_orders_us": _metric(sm_us, "us"),
         "executor_engine_signal_to_orders_us": _metric(
             eng["p50"] / 1000.0, "us", sm_us, p99_us=round(eng["p99"] / 1000.0, 2), orders=engine_orders,
-            signals=len(engine_ns) - 500),
+            signals=len(engine_ns) - 500, total_us=round(statistics.median(engine_total_ns[500:]) / 1000.0, 2)),
         "executor_inproc_signal_to_orders_us": _metric(statistics.median(inproc[500:]) / 1000.0, "us"),
         "executor_sm_trades_per_s": _metric(per_s, "per_s"),
         "executor_wal_append_us": _metric(statistics.median(wal_us[500:]) / 1000.0, "us"),
