@@ -4,21 +4,22 @@ The engine's one rule (`execution.engine`) is that an input is worked out in ful
 the log in one write, and only then carried out. For a signal that opens a trade, most of
 that work does not depend on the signal: whether the pair may trade at all (risk level, a
 trade of the pair still open, orders in doubt, the pair and position limits, the accounts'
-lists), how each leg is split across sub-accounts, and what the orders and the trade's
-first event look like. `arm` does that work off the hot path, per pair, direction and
-closing flag, for signals of the pair's configured size, and keeps it as an `ArmedEntry`
-stamped with the engine's input generation (`gen`: every input that could change one of
-those verdicts moves it: a report, a timer, a halt, a restart, a new trade, the risk level).
+lists), how each leg is split across sub-accounts, and what the orders look like. `arm`
+does that work off the hot path, per pair, direction and closing flag, for signals of the
+pair's configured size, and keeps it as an `ArmedEntry` stamped with the engine's input
+generation (`gen`: every input that could change one of those verdicts moves it: a report,
+a timer, a halt, a restart, a new trade, the risk level, a first FX rate).
 
-A signal whose entry is armed under the current generation (`prepare`) then only checks
-what depends on it (its id not seen, not expired, legs and sizes as armed, prices finite and
-positive, notional at the current FX rate, the order-rate window, the margin what-if's cached
-verdict, no venue session down) and patches ids, prices and times into the armed orders and
-event. That gives the records the slow path would write, byte for byte: the engine writes
-them in one write and the orders leave. The engine then runs the ordinary path for the same
-signal (trade, limits, router, stream, positions), which must arrive at exactly the records
-already written; if it did not, memory and log disagree and the process stops
-(`FastPathDiverged`), so the supervisor restarts it from the log, which holds what was sent.
+A signal whose entry is armed under the current generation then only checks what depends on
+it (its id not seen, not expired, legs and sizes as armed, prices finite and positive,
+notional at the current FX rate, the order-rate window, the margin what-if's cached verdict,
+no venue session down), patches ids, prices and times into the armed orders (`prepare`) and
+writes one small record, `execution.wal.EntrySent`, which reads back as exactly the records
+the ordinary path writes (`execution.wal.expand`); then the orders leave. The engine then
+runs the ordinary path for the same signal (trade, limits, router, stream, positions), which
+must arrive at exactly those records and orders (`written`); if it did not, memory and log
+disagree and the process stops (`FastPathDiverged`), so the supervisor restarts it from the
+log, which holds what was sent.
 
 Anything else (another size, a check that fails, an entry not armed) takes the ordinary path,
 which decides and explains. So no check is skipped and no order leaves without its record.
