@@ -86,7 +86,8 @@ class ExecutorActor(Actor):
                 # at start, each rate as its feed last published it (asked once from the feed's replay
                 # buffer), so recovered trades' orders pass the notional limits before the next tick
                 for k, i in cfg.fx_instruments().items():
-                    self.pull(fx_ingest, topics.md(i.venue, k), FX_ASK_S, self._on_fx_at_start, name=f"fx:{k}")
+                    feeds = [n for n in fx_ingest if actors[n].venue == i.venue]  # each channel is a socket polled
+                    self.pull(feeds, topics.md(i.venue, k), FX_ASK_S, self._on_fx_at_start, name=f"fx:{k}")
                     self.pull_now(f"fx:{k}")
         self.gateways: dict[str, OrderGateway] = {}
         for name, a in actors.items():
