@@ -160,7 +160,7 @@ def _source(mode: str, ep: str, n: int, rate: float, epq: "mp.Queue[str]", curve
 
 
 def _relay(mode: str, upq: "mp.Queue[str]", down: str, n: int, epq: "mp.Queue[str]",
-           curve: _Curve | None = None) -> None:
+           curve: _Curve | None = None, every: int = 1) -> None:
     ctx = zmq.Context()
     auth = _authenticator(ctx, curve)
     pub = _xpub(ctx, down, curve)
@@ -178,9 +178,10 @@ def _relay(mode: str, upq: "mp.Queue[str]", down: str, n: int, epq: "mp.Queue[st
             q = env.body
             publisher.publish("sig.au_gc", _quote(q.venue_seq, q.recv_ns))  # type: ignore[union-attr]
     else:
-        for _ in range(n):
+        for i in range(n):
             frame = sub.recv()
-            pub.send(b"sig.au_gc|" + frame[frame.find(b"|") + 1:])
+            if i % every == every - 1:  # every message, or (a trigger's pattern) one in `every`
+                pub.send(b"sig.au_gc|" + frame[frame.find(b"|") + 1:])
     pub.close(linger=2000)
     sub.close(0)
     if auth is not None:
@@ -223,13 +224,18 @@ def _scheduled(realtime: int, target: Callable[..., None], *args: object) -> Non
     target(*args)
 
 
-def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc", realtime: int = 0) -> list[int]:
+def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc", realtime: int = 0,
+              forward_every: int = 1) -> list[int]:
     """Latencies (ns) of `n` messages through `hops` PUB/SUB hops (1 or 2 relays + sink).
 
     `transport`: "ipc", "tcp" (plaintext, 127.0.0.1, free ports) or "curve" (tcp with CURVE
     and a ZAP authenticator in every binder; fresh key pairs for this run). `realtime`: every
     stage runs SCHED_FIFO at that priority (the system's `run.realtime_priority`).
+    `forward_every` (raw, 2 hops): the relay passes on one message in that many, as a trigger
+    passes on a signal for many ticks, so the last hop is as sparse as the system's.
     """
+    if forward_every > 1 and (mode != "raw" or hops != 2):
+        raise ValueError("forward_every is for the raw 2-hop chain")
     if transport not in ("ipc", "tcp", "curve"):
         raise ValueError(f"unknown transport {transport!r}")
     mpctx = mp.get_context("fork")
@@ -244,10 +250,11 @@ def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc",
     eps = [f"ipc://{tmp}/s{i}" if transport == "ipc" else "tcp://127.0.0.1:*" for i in range(hops)]
     epqs: "list[mp.Queue[str]]" = [mpctx.Queue() for _ in range(hops)]
     out: "mp.Queue[list[int]]" = mpctx.Queue()
-    procs = [mpctx.Process(target=_scheduled, args=(realtime, _sink, mode, epqs[-1], n, out, curve(hops)))]
+    procs = [mpctx.Process(target=_scheduled,
+                           args=(realtime, _sink, mode, epqs[-1], n // forward_every, out, curve(hops)))]
     for i in range(hops - 1, 0, -1):
-        procs.append(mpctx.Process(target=_scheduled,
-                                   args=(realtime, _relay, mode, epqs[i - 1], eps[i], n, epqs[i], curve(i))))
+        procs.append(mpctx.Process(target=_scheduled, args=(realtime, _relay, mode, epqs[i - 1], eps[i], n, epqs[i],
+                                                            curve(i), forward_every)))
     procs.append(mpctx.Process(target=_scheduled, args=(realtime, _source, mode, eps[0], n, rate, epqs[0], curve(0))))
     for p in procs:
         p.start()
@@ -265,7 +272,7 @@ def run_chain(mode: str, hops: int, n: int, rate: float, transport: str = "ipc",
         for d in (tmp, keys):
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)
-    return lat[n // 10:]  # drop warm-up
+    return lat[len(lat) // 10:]  # drop warm-up
 
 
 def _median_runs(runs: list[dict[str, float]]) -> dict[str, float]:

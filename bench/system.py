@@ -383,6 +383,7 @@ def faster_quotes(factor: float) -> str:
 
 
 QUOTE_FACTOR = 10  # the issue's "10x the demo's quote rate"
+SPARSE_SAMPLES = 60  # messages through the whole sparse chain (`sparse_chain_us`)
 
 
 def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
@@ -395,7 +396,10 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
     (`bench.bus.run_chain("raw", 2, ...)`) at the run's measured quote rate into the trigger
     (median of per-second samples of the ingest actors' `<symbol>/s`), stated in `rate_per_s`,
     its stages under the demo's `run.realtime_priority` (stated in `realtime_priority`), as the
-    system's tick path runs. signal-to-orders is the executor's status detail
+    system's tick path runs. Extras `sparse_chain_us` / `ratio_sparse` (context, not the baseline):
+    the same chain whose relay passes on one message in `sparse_every` (the run's quotes per
+    trade), so its last hop is as sparse and as cold as the trigger -> executor hop; 60 messages
+    reach its sink. signal-to-orders is the executor's status detail
     `signal_to_orders_p50_us` read with `xmc status --json` before `xmc down`; no baseline.
     `tick_to_first_order_p50_us` (the first leg out; baseline the raw chain's p50) and
     `stage_<name>_p50_us` (p99 in `p99_us`): where each trade's time went, tick -> trigger wake
@@ -407,17 +411,26 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
             "_latency_profile": _demo_run("latency", seconds, '[run]\ncpu_profile = "latency"\n'),
             "_10x": _demo_run("10x", seconds, faster_quotes(QUOTE_FACTOR))}
     chains: dict[str, dict[str, float]] = {}
+    sparse: dict[str, tuple[int, dict[str, float]]] = {}
     out: dict = {}
     for tag, (t2t, rate, executor) in runs.items():
         rate = rate or 200.0
         if tag != "_latency_profile":  # the same quote rate as the default run
             n = max(300, int(rate * chain_seconds))
             chains[tag] = percentiles(run_chain("raw", 2, n, rate, realtime=rt))
+            # context, not the contract's baseline: the chain with the trigger's pattern (one
+            # message on for every `every` in, about as often as the run's trades)
+            every = max(1, round(rate * seconds / max(1, len(t2t))))
+            sparse[tag] = every, percentiles(run_chain("raw", 2, every * SPARSE_SAMPLES, rate, realtime=rt,
+                                                       forward_every=every))
         chain = chains["" if tag == "_latency_profile" else tag]
+        every, thin = sparse["" if tag == "_latency_profile" else tag]
         p = percentiles(t2t)
         for q in ("p50", "p99", "p999"):
-            out[f"tick_to_trade{tag}_{q}_us"] = metric(p[q], "us", chain[q] / 1e3, rate_per_s=round(rate, 1),
-                                                       trades=len(t2t), realtime_priority=rt)
+            out[f"tick_to_trade{tag}_{q}_us"] = metric(
+                p[q], "us", chain[q] / 1e3, rate_per_s=round(rate, 1), trades=len(t2t), realtime_priority=rt,
+                sparse_chain_us=round(thin[q] / 1e3, 1), ratio_sparse=round(p[q] / (thin[q] / 1e3), 3),
+                sparse_every=every)
         s2o = executor.get("signal_to_orders_p50_us")
         if s2o is not None:
             out[f"executor_signal_to_orders{tag}_us"] = metric(s2o, "us", None, signals=executor.get("signals", 0.0),
