@@ -10,6 +10,19 @@ from actors.runtime import SCHED_REFUSED
 from configs.load import ConfigInvalid, load_config
 
 
+def realtime(priority: int) -> str | None:
+    """Run this process SCHED_FIFO at `priority` (0: leave it alone), before any thread exists, so
+    ZeroMQ's I/O threads inherit it; the reason if the system refused (no CAP_SYS_NICE, a
+    container without it: the process runs as usual)."""
+    if priority <= 0:
+        return None
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"REALTIME_UNAVAILABLE: priority={priority} error={exc.strerror}"
+    return None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: python -m actors.run NAME CONFIG RUN_DIR", file=sys.stderr)
@@ -29,12 +42,9 @@ def main(argv: list[str]) -> int:
     cpus = os.environ.get("XMC_CPUS")
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
-    rt = int(os.environ.get("XMC_RT", "0") or 0)
-    if rt > 0:  # before any thread exists: ZeroMQ's I/O threads inherit the policy
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt))
-        except OSError as exc:  # no CAP_SYS_NICE (a container without it): run as usual, and say so
-            os.environ[SCHED_REFUSED] = f"REALTIME_UNAVAILABLE: priority={rt} error={exc.strerror}"
+    refused = realtime(int(os.environ.get("XMC_RT", "0") or 0))
+    if refused:
+        os.environ[SCHED_REFUSED] = refused  # the actor logs it (realtime_unavailable) once it has a log
     actor = actor_class(cfg.actors[name].kind)(name, cfg, run_dir)
     return actor.run()
 
