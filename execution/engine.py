@@ -254,12 +254,15 @@ class ExecutionEngine:
             return [e for e in effects if not isinstance(e, WIRE)]
         armed, rec, orders = prepared
         self.wal.append(rec)
-        wire: list[Effect] = [SendWire(order=o) for o in orders]
-        if send is not None:
-            send(wire)
-            wire = []
         self.stats["armed_sent"] += 1
-        return wire + self._open(sig, now, down, (armed_written(armed, rec), orders))
+        wire: list[Effect] = [SendWire(order=o) for o in orders]
+        try:
+            if send is not None:
+                send(wire)
+                wire = []
+        finally:  # logged is done, sent or not: memory follows the log (an unsent order ends in doubt)
+            rest = self._open(sig, now, down, (armed_written(armed, rec), orders))
+        return wire + rest
 
     def _open(self, sig: Signal, now: int, venues_down: tuple[str, ...], written: Written | None) -> list[Effect]:
         """The ordinary path: refusals, the trade, its orders vetted and routed, the one write

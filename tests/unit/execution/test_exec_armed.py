@@ -142,3 +142,20 @@ def test_a_diverging_ordinary_path_stops_the_engine_and_the_log_holds_what_was_s
     assert isinstance(records[0], TradeOpened)
     again = ExecutionEngine(demo, WriteAheadLog(path))  # the restart: the trade from the log, its orders in doubt
     assert len(again.open) == 1 and {o.cl_ord_id for o in again.recovered.in_doubt} == {"T000001.a1", "T000001.b1"}
+
+
+def test_a_send_that_fails_after_the_armed_write_leaves_the_trade_in_memory_as_in_the_log(demo: Config,
+                                                                                           tmp_path: Path) -> None:
+    path = tmp_path / "e.wal"
+    eng = engine(demo, path)
+    eng.arm(T0)
+
+    def send(wire: list[Effect]) -> None:
+        raise OSError("the session's socket is gone")
+
+    with pytest.raises(OSError):
+        eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0, send=send)
+    assert eng.open == {"T000001"} and eng.head == 1  # bookkept as the log says
+    eng.wal.close()
+    again = ExecutionEngine(demo, WriteAheadLog(path))  # and a restart agrees: its orders are in doubt
+    assert again.open == eng.open and again.stream == eng.stream
