@@ -29,7 +29,6 @@ from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
 LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
-REHEARSE_NS = 5_000_000  # the signal path runs without effects this often (at most), so it stays warm
 
 
 class TriggerActor(Actor):
@@ -57,7 +56,6 @@ class TriggerActor(Actor):
         self._step_recv = 0  # newest real receive time among the step's quotes
         self._signals_sent_mono = 0
         self._eval_start = 0  # monotonic ns when the evaluation now publishing began
-        self._rehearsed = 0
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
         # trade ends (they release signals) and the executor's position view (inventory), every
@@ -200,11 +198,6 @@ class TriggerActor(Actor):
         self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
         if signals:
             self._emit(signals, now, 0)
-            self._rehearsed = now
-        elif now - self._rehearsed > REHEARSE_NS:  # on a tick's wake-up: no extra one
-            self._rehearsed = now
-            for sig in self.engine.rehearse(now):
-                self.pub.rehearse(topics.sig(sig.pair), msgspec.structs.replace(sig, signal_ns=now, eval_ns=now))
 
     def _emit(self, signals: list[Signal], now: int, step: int) -> None:
         """Publish signals the engine priced at `now` (venue time in lockstep: times move to the

@@ -49,11 +49,6 @@ class Publisher:
         """The last seq published per topic under `prefix`."""
         return {t: n for t, n in self._seq.items() if t.startswith(prefix)}
 
-    def rehearse(self, topic: str, msg: Message) -> None:
-        """Everything `publish` does to a message but sending, numbering and keeping it (keeps the
-        encoder warm between sparse messages)."""
-        self._codec.encode_frame(topic, Envelope(src=self.src, epoch=self.epoch, seq=0, ts_ns=time.monotonic_ns(), body=msg))
-
     def replay(self, topic: str, first: int, last: int) -> list[bytes]:
         """Frames of `topic` with first <= seq <= last still held in the replay buffer."""
         return [f for s, f in self._replay.get(topic, ()) if first <= s <= last]

@@ -253,21 +253,6 @@ class TriggerEngine:
         return self._emit(p, pr, sign, closing, units, now_ns)
 
     def _emit(self, p: int, pr: _Pair, sign: int, closing: bool, units: int, now_ns: int) -> Signal:
-        pr.count += 1
-        sig = self._signal(p, pr, sign, closing, units, now_ns, f"{self.id_prefix}{pr.name}-{pr.count}")
-        pr.last_signal_ns = now_ns
-        self.inventory.add(sig.signal_id, p, sign, closing, units, now_ns + pr.ttl_ns)
-        self.signals += 1
-        return sig
-
-    def rehearse(self, now_ns: int) -> list[Signal]:
-        """Build (and return) a signal per pair and direction from the current books without
-        counting or recording anything: between sparse signals the signal path stays in the CPU
-        caches (a cold trigger takes several times longer to price and publish one)."""
-        return [self._signal(p, pr, sign, False, pr.cfg.lots, now_ns, "rehearsal")
-                for p, pr in enumerate(self._pairs) for sign in (1, -1)]
-
-    def _signal(self, p: int, pr: _Pair, sign: int, closing: bool, units: int, now_ns: int, signal_id: str) -> Signal:
         f, ib = self._fbytes, self._ibytes
         a_bid, a_ask = _BID_ASK.unpack_from(f, pr.px_a)
         b_bid, b_ask = _BID_ASK.unpack_from(f, pr.px_b)
@@ -285,9 +270,14 @@ class TriggerEngine:
             t = _I1.unpack_from(ib, off)[0]
             if t > tick_ns:
                 tick_ns = t
-        return Signal(signal_id=signal_id, pair=pr.name, direction=Side.BUY if sign > 0 else Side.SELL, closing=closing,
-                      legs=(leg_a, leg_b), spread=spread, zscore=z, expiry_ns=now_ns + pr.expiry_ns,
-                      tick_recv_ns=tick_ns, signal_ns=now_ns)
+        pr.count += 1
+        sig = Signal(signal_id=f"{self.id_prefix}{pr.name}-{pr.count}", pair=pr.name,
+                     direction=Side.BUY if sign > 0 else Side.SELL, closing=closing, legs=(leg_a, leg_b),
+                     spread=spread, zscore=z, expiry_ns=now_ns + pr.expiry_ns, tick_recv_ns=tick_ns, signal_ns=now_ns)
+        pr.last_signal_ns = now_ns
+        self.inventory.add(sig.signal_id, p, sign, closing, units, now_ns + pr.ttl_ns)
+        self.signals += 1
+        return sig
 
     def _suppress(self, p: int, category: str, detail: str) -> None:
         """Count a suppression and remember its reason; returns None so callers can `return` it."""

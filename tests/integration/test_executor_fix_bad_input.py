@@ -37,7 +37,6 @@ import pytest
 
 from bus.messages import Alert, Heartbeat, Severity
 from configs.load import load_config
-from feeds.fix.session import SessionSpec
 from feeds.fix.venue import acceptor_sessions
 from fixpeer import Acceptor, free_port
 from helpers import BusTap, actor, status, wait_for, write_config, xmc
@@ -116,25 +115,6 @@ def up(cfg_path: Path, run_dir: Path) -> int:
 
 
 # ---- the venue: a QuickFIX acceptor -------------------------------------------------------------------
-
-
-@pytest.fixture
-def acceptors(run_dir: Path) -> Iterator[Callable[..., Acceptor]]:
-    """Start test venues; at the end the executor goes first (stopping an acceptor whose session is
-    logged on waits for the logout), then every venue."""
-    made: list[Acceptor] = []
-
-    def make(specs: list[SessionSpec], version: str) -> Acceptor:
-        a = Acceptor(specs, version)
-        made.append(a)
-        return a
-
-    try:
-        yield make
-    finally:
-        xmc("down", run_dir=run_dir, timeout=60)
-        for a in made:
-            a.stop()
 
 
 # ---- the venue: raw TCP ------------------------------------------------------------------------------

@@ -11,17 +11,16 @@ with a deadline (`helpers.wait_for`).
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
 from configs.load import load_config
 from feeds.fix.venue import acceptor_sessions
 from fixpeer import Acceptor, free_port
-from helpers import status, wait_for, write_config, xmc
+from helpers import log_records, status, wait_for, write_config, xmc
 
 pytest.importorskip("quickfix")
 
@@ -65,29 +64,8 @@ kind = "journal"
 """)
 
 
-def log_events(run_dir: Path, actor: str, name: str) -> list[dict]:
-    """`actor`'s complete JSON log lines of event `name`."""
-    path = run_dir / "logs" / f"{actor}.jsonl"
-    if not path.exists():
-        return []
-    lines = path.read_text().split("\n")[:-1]  # the last piece may be half written
-    return [e for e in map(json.loads, filter(None, lines)) if e.get("event") == name]
-
-
-@pytest.fixture
-def venue(tmp_path: Path, run_dir: Path) -> Iterator[list[Acceptor]]:
-    """The venue the test starts; at the end the actors go first, then the venue."""
-    made: list[Acceptor] = []
-    try:
-        yield made
-    finally:
-        xmc("down", run_dir=run_dir, timeout=60)
-        for a in made:
-            a.stop()
-
-
 def test_env_password_is_in_no_file_of_the_run_dir_nor_any_cli_output_after_refused_logons(
-        tmp_path: Path, run_dir: Path, venue: list[Acceptor], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, run_dir: Path, acceptors: Callable[..., Acceptor], monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"pw-{uuid.uuid4().hex}"
     monkeypatch.setenv(ENV, secret)  # `xmc up` and the actors it starts inherit it
     cfg_path = config(tmp_path, free_port())
@@ -95,17 +73,16 @@ def test_env_password_is_in_no_file_of_the_run_dir_nor_any_cli_output_after_refu
     fx = load_config(cfg_path).venues[VENUE].fix
     assert fx is not None
     specs = acceptor_sessions(tmp_path / "venue", VENUE, fx)  # the venue's own store: outside the run dir
-    acceptor = Acceptor(specs, fx.version)
-    venue.append(acceptor)
+    acceptor = acceptors(specs, fx.version)
     why = f"bad password {secret}"  # a venue that says the password back
     for s in specs:
         acceptor.refuse_logons(why, session=s.session_id)
 
     xmc("up", str(cfg_path), "--detach", run_dir=run_dir, check=True)
     # both sessions refused, each refusal logged with the venue's reason, the password masked in it
-    refusals = wait_for(lambda: (e := log_events(run_dir, "executor", "fix_logon_refused")) and e, 20,
+    refusals = wait_for(lambda: (e := log_records(run_dir, "executor", "fix_logon_refused")) and e, 20,
                         "the executor's fix_logon_refused")
-    md_refusals = wait_for(lambda: (e := log_events(run_dir, "ingest", "fix_md_logon_refused")) and e, 20,
+    md_refusals = wait_for(lambda: (e := log_records(run_dir, "ingest", "fix_md_logon_refused")) and e, 20,
                            "the ingest's fix_md_logon_refused")
     for e in refusals + md_refusals:
         assert e["reason"] == "Rejected Logon Attempt: bad password ***", e

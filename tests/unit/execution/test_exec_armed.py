@@ -10,13 +10,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench.executor import fill_all
-from bus.messages import FxRate, RiskLevel, Side
+from bench.executor import demo_engine, fill_all
+from bus.messages import RiskLevel, Side
 from configs.schema import Config
 from execution.armed import FastPathDiverged
 from execution.engine import Effect, Emit, ExecutionEngine, Log, SendWire
 from execution.wal import OrderSent, TradeOpened, WriteAheadLog, read_records
-from tests.unit.execution.test_exec_engine import FX, MS, T0, demo_config, make_signal
+from tests.unit.execution.test_exec_engine import MS, T0, demo_config, make_signal
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,12 @@ def demo() -> Config:
     return demo_config()
 
 
-def engine(cfg: Config, path: Path) -> ExecutionEngine:
-    eng = ExecutionEngine(cfg, WriteAheadLog(path))
-    for pair, mid in FX:
-        eng.on_fx(FxRate(pair=pair, bid=mid, ask=mid, exch_ts_ns=0, recv_ns=T0))
-    return eng
-
-
 def acts(effects: list[Effect]) -> list[Effect]:
     return [e for e in effects if not isinstance(e, Log)]
 
 
 def test_armed_signals_leave_the_same_log_and_effects_as_the_ordinary_path(demo: Config, tmp_path: Path) -> None:
-    armed, plain = engine(demo, tmp_path / "armed.wal"), engine(demo, tmp_path / "plain.wal")
+    armed, plain = demo_engine(tmp_path / "armed.wal"), demo_engine(tmp_path / "plain.wal")
     now = T0
     for i in range(40):
         now += 10 * MS
@@ -57,7 +50,7 @@ def test_armed_signals_leave_the_same_log_and_effects_as_the_ordinary_path(demo:
 
 def test_armed_orders_leave_only_after_their_records_are_written(demo: Config, tmp_path: Path) -> None:
     path = tmp_path / "e.wal"
-    eng = engine(demo, path)
+    eng = demo_engine(path)
     eng.rehearse(T0)
     seen: list[str] = []
 
@@ -77,7 +70,7 @@ def test_armed_orders_leave_only_after_their_records_are_written(demo: Config, t
 
 
 def test_an_input_disarms_the_entries_until_they_are_armed_again(demo: Config, tmp_path: Path) -> None:
-    eng = engine(demo, tmp_path / "e.wal")
+    eng = demo_engine(tmp_path / "e.wal")
     eng.arm(T0)
     assert len(eng.armed) == 8  # 2 pairs x 2 directions x opening/closing
     effects = eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0)
@@ -90,7 +83,7 @@ def test_an_input_disarms_the_entries_until_they_are_armed_again(demo: Config, t
 
 
 def test_reduce_only_arms_closing_entries_only_and_halted_none(demo: Config, tmp_path: Path) -> None:
-    eng = engine(demo, tmp_path / "e.wal")
+    eng = demo_engine(tmp_path / "e.wal")
     eng.level = RiskLevel.REDUCE_ONLY
     eng.arm(T0)
     assert eng.armed and all(closing for _, _, closing in eng.armed)
@@ -101,7 +94,7 @@ def test_reduce_only_arms_closing_entries_only_and_halted_none(demo: Config, tmp
 
 @pytest.mark.parametrize("case", ["other_size", "expired", "venue_down", "price_nan", "rate_full", "notional"])
 def test_a_signal_the_armed_entry_does_not_cover_goes_the_ordinary_way(demo: Config, tmp_path: Path, case: str) -> None:
-    eng = engine(demo, tmp_path / "e.wal")
+    eng = demo_engine(tmp_path / "e.wal")
     now = T0
     sig = make_signal(demo, "au_gc", "s1", now, units=2 if case == "other_size" else 1,
                       expiry_ns=now - 1 if case == "expired" else None, closing=case == "notional")
@@ -127,7 +120,7 @@ def test_a_signal_the_armed_entry_does_not_cover_goes_the_ordinary_way(demo: Con
 def test_a_diverging_ordinary_path_stops_the_engine_and_the_log_holds_what_was_sent(demo: Config,
                                                                                      tmp_path: Path) -> None:
     path = tmp_path / "e.wal"
-    eng = engine(demo, path)
+    eng = demo_engine(path)
     eng.arm(T0)
     key = ("au_gc", Side.BUY, False)
     entry = eng._armed[key]
@@ -147,7 +140,7 @@ def test_a_diverging_ordinary_path_stops_the_engine_and_the_log_holds_what_was_s
 def test_a_send_that_fails_after_the_armed_write_leaves_the_trade_in_memory_as_in_the_log(demo: Config,
                                                                                            tmp_path: Path) -> None:
     path = tmp_path / "e.wal"
-    eng = engine(demo, path)
+    eng = demo_engine(path)
     eng.arm(T0)
 
     def send(wire: list[Effect]) -> None:
