@@ -728,7 +728,9 @@ class ExecutionEngine:
         """Between signals: the margin what-if verdicts an input change dropped are computed again,
         the entries are armed again if an input moved the generation, and an armed entry's path
         (one per call, in turn) runs without effects (no write, no send) so its code and data stay
-        in the CPU caches between sparse signals (a cold executor takes several times longer to send)."""
+        in the CPU caches between sparse signals (a cold executor takes several times longer to send);
+        the log's next pages are faulted in (`WriteAheadLog.ready`)."""
+        self.wal.ready()
         for inst, px in self._signal_px.items():
             self.whatif.on_price(inst, px)
         self._signal_px.clear()

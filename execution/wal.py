@@ -1,11 +1,16 @@
 """The executor's write-ahead log: every input of every pair trade, and every order sent.
 
 File format: an 8-byte magic header, then frames ``<u32 length><u32 crc32> <msgpack record>``
-(little-endian; the CRC covers the payload). Each `append` writes whole frames with one
-``os.write`` (nothing is buffered in user space) and, with ``fsync=True``, syncs before it
-returns. On open, a torn or corrupt tail (a crash mid-write) is detected, reported in
-``WriteAheadLog.scan``, copied aside to ``<path>.torn-<offset>`` and truncated; opening never
-raises for a damaged file.
+(little-endian; the CRC covers the payload), then, while a writer has the file open or after it
+was killed, zero bytes: the writer keeps the file allocated and zero-filled ``AHEAD`` bytes past
+its end and writes frames through a shared memory map (a memory copy into the kernel's page
+cache, no system call on the hot path), and cuts the zeros off when it closes. A zero length
+where a frame would start, with nothing but zeros after it, is the clean end of the log.
+Each `append` copies whole frames into the map (nothing is buffered in user space) and, with
+``fsync=True``, syncs them (``msync``) before it returns. On open, a torn or corrupt tail (a
+crash mid-write) is detected, reported in ``WriteAheadLog.scan``, copied aside to
+``<path>.torn-<offset>`` (without the zero fill) and truncated; opening never raises for a
+damaged file.
 
 Protocol (`execution.engine.ExecutionEngine` follows it exactly, in its ``_commit``; the
 pair-trade machine is deterministic, so replaying the inputs rebuilds every trade bit for bit):
@@ -37,8 +42,8 @@ pair-trade machine is deterministic, so replaying the inputs rebuilds every trad
    ``state.next_trade_n``.
 
 Why this is safe after ``kill -9``: an order leaves only after its OrderSent record is written
-(in the kernel's page cache, which survives the process; ``fsync=True`` also survives a power
-loss), so an order without one was never sent and is sent now (same cl_ord_id); an order with one may or
+(copied into the shared map, i.e. into the kernel's page cache, which survives the process;
+``fsync=True`` also survives a power loss), so an order without one was never sent and is sent now (same cl_ord_id); an order with one may or
 may not have reached the venue, so it is put in doubt and its status is asked (an unknown order
 comes back as ``REJECT ORDER_UNKNOWN`` and is resubmitted under a new id: no duplicate order).
 A report's effects (and the stream events it makes) are never seen outside before its record is
@@ -50,6 +55,8 @@ in the log with its seq, so every follower gets it again, under the same number.
 
 from __future__ import annotations
 
+import fcntl
+import mmap
 import os
 import struct
 import zlib
@@ -67,6 +74,7 @@ MAGIC = b"XMCWAL\x00\x01"
 CHILD_SEP = "/"  # <parent cl_ord_id>/<n>: a child order (execution.childorders)
 _HEAD = struct.Struct("<II")
 MAX_RECORD = 16 * 1024 * 1024
+AHEAD = 1024 * 1024  # the writer keeps this much allocated, zero-filled room past the log's end
 
 
 class _Rec(msgspec.Struct, frozen=True, kw_only=True, tag_field="r", tag=True):
@@ -258,6 +266,9 @@ def scan_bytes(data: bytes) -> tuple[list[WalRecord], ScanReport]:
             out.append(rec)
         pos = body + length
     if why:
+        end = len(data.rstrip(b"\0"))  # a writer's zero fill is not damage
+        if end <= pos:
+            return out, ScanReport(records=len(out), valid_bytes=pos)
         return out, ScanReport(records=len(out), valid_bytes=pos, dropped_bytes=end - pos,
                                reason=f"WAL_TORN_TAIL: offset={pos} dropped_bytes={end - pos} why={why}")
     return out, ScanReport(records=len(out), valid_bytes=pos)
@@ -279,60 +290,119 @@ class WalWriteFailed(BaseException):
 
 
 class WriteAheadLog:
-    """An append-only log file; open it once per executor process."""
+    """An append-only log file; open it once per executor process (see the module's file format)."""
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        """Open (or create) the log, read it, set a damaged tail aside. Raises `WalWriteFailed`
+        (``WAL_LOCKED``) if another writer has it open: two writers would overwrite each other."""
         self.path = Path(path)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.records, self.scan = read_records(self.path)
-        if self.scan.dropped_bytes:
-            self._set_aside()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if self.scan.valid_bytes == 0:
-            os.ftruncate(self._fd, 0)
-            os.write(self._fd, MAGIC)
-            self._sync()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            raise WalWriteFailed(f"WAL_LOCKED: path={self.path} another writer has it open ({exc.strerror})") from exc
+        self._map: mmap.mmap | None = None
+        self._size = 0
+        try:
+            self.records, self.scan = read_records(self.path)
+            if self.scan.dropped_bytes:
+                self._set_aside()
+            self.end = self.scan.valid_bytes  # where the next frame goes
+            if self.end == 0:
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, MAGIC, 0)
+                self.end = len(MAGIC)
+            self._room(0)
+        except OSError as exc:
+            os.close(self._fd)
+            raise WalWriteFailed(f"WAL_WRITE_FAILED: path={self.path} error={exc!r}") from exc
         self.appended = 0
 
     def _set_aside(self) -> None:
         """Copy the damaged tail to a side file for forensics, then cut it off."""
-        valid = self.scan.valid_bytes
+        valid, dropped = self.scan.valid_bytes, self.scan.dropped_bytes
         data = self.path.read_bytes()
-        Path(f"{self.path}.torn-{valid}").write_bytes(data[valid:])
+        Path(f"{self.path}.torn-{valid}").write_bytes(data[valid:valid + dropped])
         with open(self.path, "r+b") as fh:
             fh.truncate(valid)
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _sync(self) -> None:
+    def _room(self, n: int) -> None:
+        """At least `n` bytes past the end, allocated (no write through the map can then fail
+        for want of disk) and zero-filled, and AHEAD more."""
+        if self._map is not None and self.end + n <= self._size:
+            return
+        size = self.end + n + AHEAD
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        os.posix_fallocate(self._fd, 0, size)  # zeros from the old end on: cut at close or never written
+        os.ftruncate(self._fd, size)
         if self.fsync:
             os.fsync(self._fd)
+        self._map = mmap.mmap(self._fd, size)
+        self._size = size
+
+    def ready(self) -> None:
+        """Fault in, for writing, the pages the next frames go to (call it between inputs): the first
+        write to a page of the map, and the first after the kernel wrote it back, is a page fault."""
+        m, end = self._map, self.end
+        if m is None:
+            return
+        page = end - end % mmap.PAGESIZE
+        for off in (end, page + mmap.PAGESIZE):
+            if off < self._size:
+                m[off] = m[off]  # the byte it holds: a zero past the end, a frame's own byte before it
 
     def append(self, rec: WalRecord) -> None:
         """Write one record; it is in the kernel (and on disk with fsync) when this returns."""
-        self._write(encode_frame(rec))
+        payload = _encoder.encode(rec)
+        self._write(_HEAD.pack(len(payload), zlib.crc32(payload)), payload)
         self.appended += 1
 
     def append_many(self, recs: Iterable[WalRecord]) -> None:
-        """Write several records with one system call."""
+        """Write several records at once."""
         frames = [encode_frame(r) for r in recs]
         if frames:
             self._write(b"".join(frames))
             self.appended += len(frames)
 
-    def _write(self, buf: bytes) -> None:
+    def _write(self, head: bytes, payload: bytes = b"") -> None:
+        """Copy `head` and then `payload` (one frame, or whole frames in `head`) to the end."""
+        n = len(head) + len(payload)
         try:
-            view = memoryview(buf)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            self._sync()
-        except OSError as exc:
+            if self.end + n > self._size:
+                self._room(n)
+            start = self.end
+            m = self._map
+            m[start:start + len(head)] = head
+            if payload:
+                m[start + len(head):start + n] = payload
+            if self.fsync:
+                page = start - start % mmap.PAGESIZE
+                m.flush(page, start + n - page)
+            self.end = start + n
+        except (OSError, ValueError) as exc:
             raise WalWriteFailed(f"WAL_WRITE_FAILED: path={self.path} error={exc!r}") from exc
 
     def close(self) -> None:
-        if self._fd >= 0:
+        """Unmap and cut the zero fill off: a closed log ends with its last frame."""
+        if self._fd < 0:
+            return
+        try:
+            if self._map is not None:
+                if self.fsync:
+                    self._map.flush()
+                self._map.close()
+                self._map = None
+            os.ftruncate(self._fd, self.end)
+            if self.fsync:
+                os.fsync(self._fd)
+        finally:
             os.close(self._fd)
             self._fd = -1
 

@@ -11,6 +11,7 @@ from bus.messages import OrderPurpose
 from execution.ids import TradeIds
 from execution.pairtrade import PairTrade, TradeState
 from execution.wal import (
+    AHEAD,
     MAGIC,
     Halted,
     OrderSent,
@@ -19,8 +20,10 @@ from execution.wal import (
     TimerFired,
     TradeClosed,
     TradeOpened,
+    WalWriteFailed,
     WriteAheadLog,
     compact,
+    encode_frame,
     read_records,
     recover,
 )
@@ -106,10 +109,77 @@ def test_wal_torn_header_starts_a_fresh_log(tmp_path: Path) -> None:
     assert len(read_records(path)[0]) == 1
 
 
+def test_wal_open_writer_keeps_a_zero_fill_that_reads_as_a_clean_end(tmp_path: Path) -> None:
+    """What a kill -9 leaves: the frames, then the writer's allocated zeros; nothing is torn."""
+    path, recs = tmp_path / "exec.wal", _records()
+    with WriteAheadLog(path) as wal:
+        wal.append_many(recs[:3])
+        killed = path.read_bytes()  # the file as the page cache holds it while the writer runs
+        assert len(killed) > wal.end and not killed[wal.end:].strip(b"\0")
+    (tmp_path / "killed.wal").write_bytes(killed)
+    with WriteAheadLog(tmp_path / "killed.wal") as again:
+        assert again.records == recs[:3] and again.scan.reason == "" and again.scan.dropped_bytes == 0
+        again.append_many(recs[3:])  # the next frame goes right after the last one
+    assert read_records(tmp_path / "killed.wal")[0] == recs
+    assert (tmp_path / "killed.wal").stat().st_size == path.stat().st_size + sum(
+        len(encode_frame(r)) for r in recs[3:])  # closed: the zero fill is cut off
+
+
+def test_wal_frame_cut_short_inside_the_zero_fill_is_set_aside_without_the_fill(tmp_path: Path) -> None:
+    path, recs = tmp_path / "exec.wal", _records()
+    with WriteAheadLog(path) as wal:
+        wal.append_many(recs[:2])
+        end = wal.end
+    frame = encode_frame(recs[2])
+    torn = path.read_bytes() + frame[:len(frame) // 2] + bytes(AHEAD)  # killed halfway through the copy
+    path.write_bytes(torn)
+    with WriteAheadLog(path) as wal:
+        assert wal.records == recs[:2] and wal.scan.reason.startswith(f"WAL_TORN_TAIL: offset={end} ")
+    assert (tmp_path / f"exec.wal.torn-{end}").read_bytes() == frame[:len(frame) // 2].rstrip(b"\0")
+    assert read_records(path)[0] == recs[:2]
+
+
+def test_wal_grows_past_its_allocation_and_keeps_every_record(tmp_path: Path) -> None:
+    path, recs = tmp_path / "exec.wal", _records()
+    rounds = AHEAD // sum(len(encode_frame(r)) for r in recs) + 2
+    with WriteAheadLog(path, fsync=True) as wal:
+        for _ in range(rounds):
+            for r in recs:
+                wal.append(r)
+        assert wal.end > AHEAD
+    got, scan = read_records(path)
+    assert got == recs * rounds and scan.reason == "" and path.stat().st_size == scan.valid_bytes
+
+
+def test_wal_ready_between_appends_changes_no_byte(tmp_path: Path) -> None:
+    """`ready` faults the next pages in by writing the bytes they hold: the log reads the same."""
+    recs = _records() * 40  # past a page boundary several times
+    with WriteAheadLog(tmp_path / "plain.wal") as plain:
+        plain.append_many(recs)
+    with WriteAheadLog(tmp_path / "ready.wal") as wal:
+        for r in recs:
+            wal.ready()
+            wal.append(r)
+            wal.ready()
+    assert (tmp_path / "ready.wal").read_bytes() == (tmp_path / "plain.wal").read_bytes()
+
+
+def test_wal_second_writer_is_refused_with_wal_locked(tmp_path: Path) -> None:
+    path = tmp_path / "exec.wal"
+    with WriteAheadLog(path) as wal:
+        wal.append(_records()[0])
+        with pytest.raises(WalWriteFailed, match=r"^WAL_LOCKED: path=\S+exec\.wal "):
+            WriteAheadLog(path)
+        wal.append(_records()[1])  # the first writer is untouched
+    assert read_records(path)[0] == _records()[:2]
+    with WriteAheadLog(path) as again:  # closed: free again
+        assert len(again.records) == 2
+
+
 def _scripted_trade(path: Path) -> tuple[Harness, list[tuple[int, dict]]]:
     """A trade driven through rejects, a timeout and a rollback; (WAL size, snapshot) per step."""
     h = Harness.open(path, "T000042", signal(qty_a=2, qty_b=2), params(), T0)
-    marks = [(path.stat().st_size, h.trade.snapshot())]
+    marks = [(h.wal.end, h.trade.snapshot())]
     a1, b1 = h.sent
     steps = [
         lambda: h.report(fill(a1, cum=1, leaves=1), T0 + 1 * MS),
@@ -122,7 +192,7 @@ def _scripted_trade(path: Path) -> tuple[Harness, list[tuple[int, dict]]]:
     ]
     for step in steps:
         step()
-        marks.append((path.stat().st_size, h.trade.snapshot()))
+        marks.append((h.wal.end, h.trade.snapshot()))
     return h, marks
 
 
