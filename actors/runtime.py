@@ -664,6 +664,10 @@ class Actor:
         self.every(self.cfg.run.heartbeat_s, self._heartbeat)
         try:
             self._loop()
+        except BaseException as exc:  # e.g. one meant to stop the process (a torn log, a half-done step)
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.log.error("actor_fatal", error=repr(exc)[:4000], tb=traceback.format_exc(limit=8))
+            raise
         finally:
             self.state = Lifecycle.STOPPING
             self.flush_logs()

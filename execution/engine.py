@@ -11,6 +11,8 @@ orders, stream events), then the input, every order it sends and every stream ev
 makes are written to the log **in one write**, and only then are the effects returned.
 So an order never leaves and an event is never published without its record; after
 ``kill -9`` the log replays to the same trades, the same positions and the same stream.
+An input that fails halfway (a bug) would leave memory ahead of the log, so it stops the
+process instead (`EngineStepFailed`): the restart rebuilds from the log, as after ``kill -9``.
 
 The hot path (`execution.armed`): between inputs, `arm` decides per pair, direction and
 closing flag everything about an entry that does not depend on the signal; a signal an armed
@@ -26,6 +28,7 @@ lines: formatting them never delays an order).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -95,6 +98,26 @@ class Log(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Effect = Union[SendWire, CancelWire, QueryWire, Emit, Publish, RequestHalt, Log]
+
+
+class EngineStepFailed(BaseException):
+    """An input failed halfway (a bug): memory may already hold what the log does not (a trade,
+    an order, a stream event). Not an `Exception` on purpose, like `execution.wal.WalWriteFailed`:
+    no handler may catch it and carry on; the process stops and is rebuilt from the log."""
+
+
+def _whole(name: str) -> Callable[[Callable[..., list["Effect"]]], Callable[..., list["Effect"]]]:
+    """An engine input that either completes (logged, then its effects) or stops the process
+    (`EngineStepFailed`, reason ``EXEC_STEP_FAILED: input=<name> error=...``)."""
+    def wrap(fn: Callable[..., list[Effect]]) -> Callable[..., list[Effect]]:
+        @functools.wraps(fn)
+        def whole(self: "ExecutionEngine", *args: Any) -> list[Effect]:
+            try:
+                return fn(self, *args)
+            except Exception as exc:
+                raise EngineStepFailed(f"EXEC_STEP_FAILED: input={name} error={exc!r}") from exc
+        return whole
+    return wrap
 Written = tuple[list[WalRecord], list[OrderRequest]]  # what an armed entry logged (as read back) and sent
 WIRE = (SendWire, CancelWire, QueryWire)
 
@@ -192,6 +215,7 @@ class ExecutionEngine:
             return self.book.on_trade(body)
         return False
 
+    @_whole("resume")
     def resume(self, now: int) -> list[Effect]:
         """Carry on the trades the log left open: in-doubt orders asked about, unsent ones sent."""
         rec = self.recovered
@@ -264,6 +288,7 @@ class ExecutionEngine:
             rest = self._open(sig, now, down, (armed_written(armed, rec), orders))
         return wire + rest
 
+    @_whole("signal")
     def _open(self, sig: Signal, now: int, venues_down: tuple[str, ...], written: Written | None) -> list[Effect]:
         """The ordinary path: refusals, the trade, its orders vetted and routed, the one write
         (`written`: the records an armed entry already wrote and the orders it sent, which this
@@ -287,6 +312,7 @@ class ExecutionEngine:
                   direction=sig.direction.value, closing=sig.closing, armed=written is not None)
         return self._commit(step, written)
 
+    @_whole("report")
     def on_report(self, ev: OrderEvent, now: int) -> list[Effect]:
         """An execution report from a venue (or a gateway's local answer), `recv_ns` stamped."""
         self.stats["reports"] += 1
@@ -322,6 +348,7 @@ class ExecutionEngine:
             self._apply_report(step, trade, ev, now)
         return self._commit(step)
 
+    @_whole("timer")
     def on_timer(self, now: int) -> list[Effect]:
         """Every trade whose deadline is due (one write per trade, so one trade's bug stops no other)."""
         wire: list[Effect] = []
@@ -337,6 +364,7 @@ class ExecutionEngine:
                     (wire if isinstance(e, WIRE) else logs if isinstance(e, Log) else after).append(e)
         return wire + after + logs
 
+    @_whole("halt")
     def halt(self, now: int, reason: str) -> list[Effect]:
         """Stop every open trade (REDUCE_ONLY, HALTED, kill switch, shutdown): unwinds go out."""
         if not self.open:
@@ -347,6 +375,7 @@ class ExecutionEngine:
             self._run(step, trade, trade.halt(now, reason), now)
         return self._commit(step)
 
+    @_whole("query_in_doubt")
     def query_in_doubt(self, venue: str, now: int) -> list[Effect]:
         """A session (re)logged on: ask about every order on it whose fate is unknown."""
         step = _Step()

@@ -14,7 +14,7 @@ from bench.executor import demo_engine, fill_all
 from bus.messages import RiskLevel, Side
 from configs.schema import Config
 from execution.armed import FastPathDiverged
-from execution.engine import Effect, Emit, ExecutionEngine, Log, SendWire
+from execution.engine import Effect, Emit, EngineStepFailed, ExecutionEngine, Log, SendWire
 from execution.wal import OrderSent, TradeOpened, WriteAheadLog, read_records
 from tests.unit.execution.test_exec_engine import MS, T0, demo_config, make_signal
 
@@ -152,3 +152,33 @@ def test_a_send_that_fails_after_the_armed_write_leaves_the_trade_in_memory_as_i
     eng.wal.close()
     again = ExecutionEngine(demo, WriteAheadLog(path))  # and a restart agrees: its orders are in doubt
     assert again.open == eng.open and again.stream == eng.stream
+
+
+@pytest.mark.parametrize("armed", [True, False])
+def test_an_input_failing_halfway_stops_the_engine_and_the_restart_agrees_with_the_log(
+        demo: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, armed: bool) -> None:
+    """A bug after the trade is registered (its actions worked out, nothing committed) must not
+    leave memory ahead of the log: the engine stops; armed, the orders were out and the log
+    has them (in doubt after the restart); unarmed, nothing was written or sent."""
+    path = tmp_path / "e.wal"
+    eng = demo_engine(path)
+    if armed:
+        eng.arm(T0)
+    run = eng._run
+
+    def buggy(*args: object) -> None:
+        run(*args)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(eng, "_run", buggy)
+    sent: list[Effect] = []
+    with pytest.raises(EngineStepFailed, match=r"^EXEC_STEP_FAILED: input=signal error=RuntimeError\('a bug'\)"):
+        eng.on_signal(make_signal(demo, "au_gc", "s1", T0), T0, send=sent.extend)
+    assert bool(sent) is armed
+    eng.wal.close()
+    again = ExecutionEngine(demo, WriteAheadLog(path))
+    if armed:
+        assert again.open == {"T000001"}
+        assert {o.cl_ord_id for o in again.recovered.in_doubt} == {"T000001.a1", "T000001.b1"}
+    else:
+        assert not again.open and again.head == 0 and len(read_records(path)[0]) == 0
