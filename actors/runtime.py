@@ -649,7 +649,9 @@ class Actor:
         try:
             self.setup()
             self.warm()
-        except Exception as exc:
+        except BaseException as exc:  # e.g. WAL_LOCKED: another process still writes this actor's log
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             self.state = Lifecycle.FAULTED
             self.log.error("actor_start_failed", error=repr(exc), tb=traceback.format_exc(limit=8))
             self._heartbeat()
