@@ -36,13 +36,15 @@ class Publisher:
         self._seq[topic] = seq
         env = Envelope(src=self.src, epoch=self.epoch, seq=seq, ts_ns=time.monotonic_ns(), body=msg)
         frame = self._codec.encode_frame(topic, env)
-        if self._depth:
-            buf = self._replay.get(topic)
-            if buf is None:
-                buf = self._replay[topic] = deque(maxlen=self._depth)
-            buf.append((seq, bytes(frame)))
-        self.sock.send(frame)  # small frames: copying is cheaper than zero-copy bookkeeping
-        self.sent += 1
+        try:
+            self.sock.send(frame)  # small frames: copying is cheaper than zero-copy bookkeeping
+            self.sent += 1
+        finally:  # kept for replay after the send (off the tick's path), whatever the send did
+            if self._depth:
+                buf = self._replay.get(topic)
+                if buf is None:
+                    buf = self._replay[topic] = deque(maxlen=self._depth)
+                buf.append((seq, bytes(frame)))
         return seq
 
     def seqs(self, prefix: str) -> dict[str, int]:
