@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import msgspec
 import zmq
@@ -699,7 +699,6 @@ class Actor:
         """A stop was requested; begin winding down (the loop keeps running while `finishing()`)."""
 
     def _loop(self) -> None:
-        handlers = self._handlers
         items = self._poll_items
         hot = {sock for sock, _ in items[:self._hot]}
         zmq_poll = zmq.zmq_poll
@@ -720,17 +719,30 @@ class Actor:
             # millisecond before every timer, a busy spin (a timer may run up to 1 ms late)
             events = zmq_poll(items, math.ceil(timeout_ms))
             if events:
-                hot_done = False  # hot sockets come first: `after_hot` runs before any other handler
-                for sock, _ in events:
-                    if hot_done and sock not in hot:
-                        hot_done = False
-                        self._guarded(self.after_hot)
-                    handlers[sock]()
-                    hot_done = hot_done or sock in hot
-                if hot_done:
-                    self._guarded(self.after_hot)
-                self._guarded(self.after_drain)
+                self._serve(events, hot)
             self._run_timers()
+
+    def _serve(self, events: list[tuple[Any, int]], hot: set[Any]) -> None:
+        """One wake-up's readable sockets, in poll order (hot ones first): the hot handlers and
+        `after_hot` with the garbage collector held off (a collection, up to a millisecond here,
+        then runs after the tick's path, not in it), then the others, then `after_drain`."""
+        handlers = self._handlers
+        n_hot = 0
+        while n_hot < len(events) and events[n_hot][0] in hot:
+            n_hot += 1
+        if n_hot:
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                for sock, _ in events[:n_hot]:
+                    handlers[sock]()
+                self._guarded(self.after_hot)
+            finally:
+                if collecting:
+                    gc.enable()
+        for sock, _ in events[n_hot:]:
+            handlers[sock]()
+        self._guarded(self.after_drain)
 
     def _run_timers(self) -> None:
         now = time.monotonic()
