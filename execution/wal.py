@@ -43,9 +43,10 @@ pair-trade machine is deterministic, so replaying the inputs rebuilds every trad
 
 Why this is safe after ``kill -9``: an order leaves only after its OrderSent record is written
 (copied into the shared map, i.e. into the kernel's page cache, which survives the process;
-``fsync=True`` also survives a power loss), so an order without one was never sent and is sent now (same cl_ord_id); an order with one may or
-may not have reached the venue, so it is put in doubt and its status is asked (an unknown order
-comes back as ``REJECT ORDER_UNKNOWN`` and is resubmitted under a new id: no duplicate order).
+``fsync=True`` also survives a power loss), so an order without one was never sent and is sent
+now (same cl_ord_id); an order with one may or may not have reached the venue, so it is put in
+doubt and its status is asked (an unknown order comes back as ``REJECT ORDER_UNKNOWN`` and is
+resubmitted under a new id: no duplicate order).
 A report's effects (and the stream events it makes) are never seen outside before its record is
 written, so no applied fill is lost or published unlogged; fills the venue sent while the
 executor was down come back in the status answers (cumulative quantities). Rebuilt trades resume
