@@ -2,8 +2,9 @@
 
 It never slows the hot path: it is only a subscriber, it takes market data,
 signals and orders in batches from the publishers' replay buffers (`PULLED`),
-so it never wakes between a tick and the orders, and it commits in batches. Gaps are recorded as incidents and filled from the publisher's
-replay buffer, so a run's journal is complete even when a PUB queue overflowed.
+so it never wakes between a tick and the orders, and it commits in batches.
+Gaps are recorded as incidents and filled from the publisher's replay buffer,
+so a run's journal is complete even when a PUB queue overflowed.
 
 The executor's fills and trade events come from its durable execution stream
 (`bus.stream`): the journal resumes after the last stream seq it filed, so what

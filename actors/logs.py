@@ -16,8 +16,8 @@ import datetime as dt
 import logging
 import os
 import sys
-import time
 import threading
+import time
 import traceback
 import warnings
 from pathlib import Path

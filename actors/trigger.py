@@ -3,8 +3,8 @@
 Under a burst the runtime drains the market-data socket before `after_hot`
 (before any other socket is served), so the engine evaluates only the newest
 book per instrument (conflation) and never acts on a quote a newer one already
-replaced. The effective risk level is the
-stricter of the published `risk.state` and the operator's kill switch.
+replaced. The effective risk level is the stricter of the published
+`risk.state` and the operator's kill switch.
 
 Lockstep (``run.lockstep``): the trigger paces the simulated market. It
 evaluates step k once every ingest's `Step` k marker has arrived (so every

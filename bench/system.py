@@ -415,32 +415,31 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
     (`actors.tradebook.tick_stages_us`), for the demo as configured and at 10x (`_10x` before `_p50`).
     """
     rt = load_config(DEMO).run.realtime_priority
+    # the runs with a baseline of their own (the latency profile runs at the default's rate: it shares its baseline)
+    rates = {"": configured_quote_rate(), "_10x": configured_quote_rate(QUOTE_FACTOR)}
     runs: dict[str, tuple[list[float], float, dict]] = {}
     chains: dict[str, list[int]] = {}
-    for tag, profile, extra, factor in (("", "none", "", 1.0),
-                                        ("_latency_profile", "latency", '[run]\ncpu_profile = "latency"\n', 1.0),
-                                        ("_10x", "10x", faster_quotes(QUOTE_FACTOR), QUOTE_FACTOR)):
-        if tag == "_latency_profile":  # the same quote rate as the default run: the same baseline
+    for tag, profile, extra in (("", "none", ""), ("_latency_profile", "latency", '[run]\ncpu_profile = "latency"\n'),
+                                ("_10x", "10x", faster_quotes(QUOTE_FACTOR))):
+        if tag not in rates:
             runs[tag] = _demo_run(profile, seconds, extra)
             continue
         # the baseline's two halves bracket the run, so a noisy minute of the host weighs on both
-        rate = configured_quote_rate(factor)
-        half = max(150, int(rate * chain_seconds / 2))
-        before = run_chain("raw", 2, half, rate, realtime=rt)
+        half = max(150, int(rates[tag] * chain_seconds / 2))
+        before = run_chain("raw", 2, half, rates[tag], realtime=rt)
         runs[tag] = _demo_run(profile, seconds, extra)
-        chains[tag] = before + run_chain("raw", 2, half, rate, realtime=rt)
+        chains[tag] = before + run_chain("raw", 2, half, rates[tag], realtime=rt)
+    # context, not the contract's baseline: the chain with the trigger's pattern (one message on
+    # for every `every` in, about as often as the run's trades)
     sparse: dict[str, tuple[int, dict[str, float]]] = {}
+    for tag, rate in rates.items():
+        every = max(1, round(rate * seconds / max(1, len(runs[tag][0]))))
+        sparse[tag] = every, percentiles(run_chain("raw", 2, every * SPARSE_SAMPLES, rate, realtime=rt,
+                                                   forward_every=every))
     out: dict = {}
     for tag, (t2t, measured, executor) in runs.items():
-        rate = configured_quote_rate(QUOTE_FACTOR if tag == "_10x" else 1.0)
-        if tag != "_latency_profile":
-            # context, not the contract's baseline: the chain with the trigger's pattern (one
-            # message on for every `every` in, about as often as the run's trades)
-            every = max(1, round(rate * seconds / max(1, len(t2t))))
-            sparse[tag] = every, percentiles(run_chain("raw", 2, every * SPARSE_SAMPLES, rate, realtime=rt,
-                                                       forward_every=every))
-        chain = percentiles(chains["" if tag == "_latency_profile" else tag])
-        every, thin = sparse["" if tag == "_latency_profile" else tag]
+        base = tag if tag in rates else ""
+        rate, chain, (every, thin) = rates[base], percentiles(chains[base]), sparse[base]
         p = percentiles(t2t)
         for q in ("p50", "p99", "p999"):
             out[f"tick_to_trade{tag}_{q}_us"] = metric(
@@ -453,7 +452,7 @@ def bench_demo(seconds: float = 25.0, chain_seconds: float = 8.0) -> dict:
             out[f"executor_signal_to_orders{tag}_us"] = metric(s2o, "us", None, signals=executor.get("signals", 0.0),
                                                                armed_sent=executor.get("armed_sent", 0.0))
         stages: list[dict] = executor.get("stages", [])  # type: ignore[assignment]
-        if stages and tag != "_latency_profile":  # where the tick's time goes, stage by stage
+        if stages and tag in rates:  # where the tick's time goes, stage by stage
             first = percentiles([r["tick_to_first_order"] for r in stages])
             out[f"tick_to_first_order{tag}_p50_us"] = metric(first["p50"], "us", chain["p50"] / 1e3,
                                                              p99_us=round(first["p99"], 1), trades=len(stages))

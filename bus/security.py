@@ -41,6 +41,7 @@ import zmq.auth
 import zmq.utils.z85
 from zmq.utils.monitor import parse_monitor_message
 
+from configs.load import LOOPBACK_HOSTS
 from configs.schema import Config
 
 ACTORS_DIR = "actors"
@@ -167,9 +168,6 @@ def listens_beyond_loopback(cfg: Config) -> bool:
     if "{actor}" in ep.host:
         return True  # per-actor hosts bind on every interface
     return not is_loopback(ep.host)
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def is_loopback(host: str) -> bool:

@@ -21,6 +21,8 @@ import msgspec
 from configs.schema import Config
 from configs.units import UNIT_GROUPS, unit_factor
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # hosts only this machine can reach
+
 
 class ConfigError(msgspec.Struct, frozen=True):
     file: str
@@ -341,8 +343,6 @@ def check_fix_venue(cfg: Config, key: str, v: Any, simulated: set[str]) -> list[
         out.append((f"{p}.fix.password_file", fx.password_file, "file not found (the logon password is read from it)"))
     if fx.store_dir and not Path(fx.store_dir).is_absolute():
         out.append((f"{p}.fix.store_dir", fx.store_dir, "must be an absolute path (the default lives in the run dir)"))
-    from bus.security import LOOPBACK_HOSTS
-
     md_only = any(key in a.md_only for a in cfg.actors.values() if a.kind == "simex" and a.enabled)
     served_host = ((fx.md.host or fx.host) if fx.md is not None else fx.host) if md_only else fx.host
     if key in simulated and served_host not in LOOPBACK_HOSTS:

@@ -118,6 +118,8 @@ def _whole(name: str) -> Callable[[Callable[..., list["Effect"]]], Callable[...,
                 raise EngineStepFailed(f"EXEC_STEP_FAILED: input={name} error={exc!r}") from exc
         return whole
     return wrap
+
+
 Written = tuple[list[WalRecord], list[OrderRequest]]  # what an armed entry logged (as read back) and sent
 WIRE = (SendWire, CancelWire, QueryWire)
 

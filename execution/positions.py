@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from execution.exposure import hedged_units
 from bus.messages import ExecType, InstrumentPosition, OrderEvent, PairTradeEvent, PairUnits, Positions, TradeState
+from execution.exposure import hedged_units
 
 
 def units_held(ev: PairTradeEvent, ratio_a: int, ratio_b: int) -> int:

@@ -26,8 +26,8 @@ hands out named 2-D views of them. Column layouts are the constants below.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
 import math
+from typing import Any, Callable
 
 import numpy as np
 from numba import njit

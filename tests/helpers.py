@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 if TYPE_CHECKING:
     from bus.messages import Envelope
@@ -28,6 +28,25 @@ def xmc(*args: str, run_dir: Path | None = None, timeout: float = 120, check: bo
     if check and proc.returncode != 0:
         raise AssertionError(f"xmc {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def started_until_down(run_dir: Path, start: Callable[..., T], stop: Callable[[T], None]) -> Iterator[Callable[..., T]]:
+    """A fixture's body for test venues: hands out `start`; at the end `xmc down` first (the executor
+    leaves before its venues: stopping a venue whose session is logged on waits for the logout),
+    then `stop` for every venue started."""
+    made: list[T] = []
+
+    def make(*args: object) -> T:
+        v = start(*args)
+        made.append(v)
+        return v
+
+    try:
+        yield make
+    finally:
+        xmc("down", run_dir=run_dir, timeout=60)
+        for v in made:
+            stop(v)
 
 
 def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
@@ -115,7 +134,6 @@ class BusTap:
 
     def close(self) -> None:
         self.ctx.destroy(0)
-
 
 
 class DeskBus(BusTap):

@@ -7,25 +7,11 @@ from typing import Callable, Iterator
 
 import pytest
 
-from feeds.fix.session import SessionSpec
 from fixpeer import Acceptor
-from helpers import xmc
+from helpers import started_until_down
 
 
 @pytest.fixture
 def acceptors(run_dir: Path) -> Iterator[Callable[..., Acceptor]]:
-    """Start test venues; at the end the executor goes first (stopping an acceptor whose session is
-    logged on waits for the logout), then every venue."""
-    made: list[Acceptor] = []
-
-    def make(specs: list[SessionSpec], version: str) -> Acceptor:
-        a = Acceptor(specs, version)
-        made.append(a)
-        return a
-
-    try:
-        yield make
-    finally:
-        xmc("down", run_dir=run_dir, timeout=60)
-        for a in made:
-            a.stop()
+    """Start test venues (`Acceptor(specs, version)`); each is stopped after the run is down."""
+    yield from started_until_down(run_dir, Acceptor, Acceptor.stop)

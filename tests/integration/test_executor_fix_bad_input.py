@@ -39,7 +39,7 @@ from bus.messages import Alert, Heartbeat, Severity
 from configs.load import load_config
 from feeds.fix.venue import acceptor_sessions
 from fixpeer import Acceptor, free_port
-from helpers import BusTap, actor, status, wait_for, write_config, xmc
+from helpers import BusTap, actor, started_until_down, status, wait_for, write_config, xmc
 
 qf = pytest.importorskip("quickfix")
 
@@ -213,19 +213,7 @@ class RawVenue:
 
 @pytest.fixture
 def raw_venues(run_dir: Path) -> Iterator[Callable[[int, list[Script]], RawVenue]]:
-    made: list[RawVenue] = []
-
-    def make(port: int, scripts: list[Script]) -> RawVenue:
-        v = RawVenue(port, scripts)
-        made.append(v)
-        return v
-
-    try:
-        yield make
-    finally:
-        xmc("down", run_dir=run_dir, timeout=60)
-        for v in made:
-            v.close()
+    yield from started_until_down(run_dir, RawVenue, RawVenue.close)
 
 
 # ---- 1. wrong CompIDs -------------------------------------------------------------------------------
