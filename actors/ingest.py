@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 
 from actors.runtime import Actor
 from bus import topics
-from bus.messages import Envelope, FxRate, InstrumentStatus, Message, Quote, Step
+from bus.frames import FrameTemplate
+from bus.messages import Envelope, InstrumentStatus, Quote, Step
 from feeds.adapter import PacedFeed
+from feeds.book import TopOfBook
 
 if TYPE_CHECKING:
     from feeds.fix.marketdata import MdBook, MdDrop, MdReject
@@ -49,6 +51,7 @@ class IngestActor(Actor):
         self.last_recv: dict[str, int] = {}
         self.stale: set[str] = set()
         self.counts: dict[str, int] = {}
+        self._frames: dict[str, FrameTemplate] = {}  # venue symbol -> its frame (built at its first quote)
         self.rates: dict[str, float] = {}
         self._rate_t = time.monotonic()
         self.feed: PacedFeed | None = None
@@ -83,23 +86,27 @@ class IngestActor(Actor):
 
     def _emit_quote(self, q: Quote) -> None:
         now = time.monotonic_ns()
-        key = q.symbol
-        pair = self.fx_pair.get(key)
-        if pair is not None:
-            msg = FxRate(pair=pair, bid=q.bid, ask=q.ask, exch_ts_ns=q.exch_ts_ns, recv_ns=now)
-        else:
-            msg = Quote(venue=q.venue, symbol=key, bid=q.bid, ask=q.ask, bid_size=q.bid_size, ask_size=q.ask_size,
-                        exch_ts_ns=q.exch_ts_ns, recv_ns=now, venue_seq=q.venue_seq)
-        self._publish(key, msg, now)
+        pair = self.fx_pair.get(q.symbol)
+        self._publish_tob(TopOfBook(venue=q.venue, instrument=pair or q.symbol, symbol=q.symbol, bid=q.bid, ask=q.ask,
+                                    bid_size=q.bid_size, ask_size=q.ask_size, ts_ns=q.exch_ts_ns, seq=q.venue_seq,
+                                    fx=pair is not None), now)
 
-    def _publish(self, key: str, msg: Message, now: int) -> None:
-        self.publish(topics.md(self.venue, key), msg)
-        self.last_recv[key] = now
-        self.counts[key] = self.counts.get(key, 0) + 1
-        if key in self.stale:
-            self.stale.discard(key)
-            self.publish(topics.md(self.venue, key), InstrumentStatus(venue=self.venue, symbol=key, stale=False, age_ms=0.0))
-            self.log.info("feed_fresh", venue=self.venue, instrument=key)
+    def _publish_tob(self, tob: TopOfBook, recv_ns: int) -> None:
+        """Publish a record on ``md.<venue>.<symbol>`` (`TopOfBook.to_message`). Each instrument's
+        frame is encoded at its first record (`bus.frames`); a record writes its numbers into it."""
+        symbol = tob.symbol
+        t = self._frames.get(symbol)
+        if t is None:
+            t = self._frames[symbol] = self.pub.template(topics.md(self.venue, symbol), tob.to_message(recv_ns),
+                                                         tob.frame_fields)
+        self.pub.publish_template(t, tob.frame_values(recv_ns))
+        self.last_recv[symbol] = recv_ns
+        self.counts[symbol] = self.counts.get(symbol, 0) + 1
+        if symbol in self.stale:
+            self.stale.discard(symbol)
+            self.publish(topics.md(self.venue, symbol),
+                         InstrumentStatus(venue=self.venue, symbol=symbol, stale=False, age_ms=0.0))
+            self.log.info("feed_fresh", venue=self.venue, instrument=symbol)
 
     def on_subscribe(self, prefix: str) -> None:
         if self.feed is None or self._started or not topics.md_prefix(self.venue).startswith(prefix):
@@ -121,7 +128,7 @@ class IngestActor(Actor):
         assert feed is not None
         for tob in feed.poll(time.monotonic_ns(), REPLAY_BATCH):
             now = time.monotonic_ns()
-            self._publish(tob.symbol, tob.to_message(now), now)
+            self._publish_tob(tob, now)
         if feed.done:
             self.log.info("replay_done", venue=self.venue, **{k.replace(".", "_"): v for k, v in feed.adapter.stats.as_dict().items()})
             return
@@ -187,7 +194,7 @@ class IngestActor(Actor):
             for drop in res.drops:
                 self._md_dropped(drop)
             for tob in res.quotes:
-                self._publish(tob.symbol, tob.to_message(ev.ts_ns), ev.ts_ns)
+                self._publish_tob(tob, ev.ts_ns)
                 if self.md_rejects.pop(tob.instrument, None) is not None:
                     self.log.info("fix_md_recovered", venue=self.venue, instrument=tob.instrument, symbol=tob.symbol)
                     self._refresh_degraded()

@@ -23,12 +23,15 @@ import msgspec
 from actors.runtime import Actor
 from bus.lockstep import StepBarrier
 from bus import topics
+from bus.frames import FrameTemplate
 from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Positions, Quote, RiskLevel,
-                          RiskState, Signal, Step, StepDone, StreamEvent)
+                          RiskState, Side, Signal, Step, StepDone, StreamEvent)
 from signals.kernels import warm_up
 from signals.rules import TriggerEngine
 
 LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
+SIGNAL_FIELDS = ("signal_id", "legs.0.qty", "legs.0.limit_px", "legs.1.qty", "legs.1.limit_px", "spread", "zscore",
+                 "expiry_ns", "tick_recv_ns", "signal_ns", "step", "eval_ns")  # what changes between a shape's signals
 
 
 class TriggerActor(Actor):
@@ -36,6 +39,12 @@ class TriggerActor(Actor):
 
     def setup(self) -> None:
         self.engine = TriggerEngine(self.cfg, id_prefix=f"{self.epoch % 10**8:08d}.")
+        # every signal's frame, encoded at start per pair, direction and opening/closing: a signal
+        # writes its numbers and id into it (bus.frames) instead of being encoded
+        self.frames: dict[tuple[str, Side, bool], FrameTemplate] = {
+            (pair, side, closing): self.pub.template(topics.sig(pair), self.engine.signal_shape(pair, side, closing),
+                                                     SIGNAL_FIELDS)
+            for pair in self.engine.pairs for side in Side for closing in (False, True)}
         actors = self.cfg.actors
         self.subscribe([n for n, a in actors.items() if a.kind == "ingest"], [topics.MD], self._on_md, name="md", hot=True)
         self.subscribe([n for n, a in actors.items() if a.kind == "marginwatch"], [topics.RISK_STATE], self._on_risk, name="risk")
@@ -210,10 +219,13 @@ class TriggerActor(Actor):
                 sig = msgspec.structs.replace(sig, expiry_ns=mono + (sig.expiry_ns - now), step=step,
                                               tick_recv_ns=self._step_recv or sig.tick_recv_ns)
                 self._signals_sent_mono = mono
-            sig = msgspec.structs.replace(sig, signal_ns=mono, eval_ns=self._eval_start)
-            self.publish(topics.sig(sig.pair), sig)
-            sent.append(sig)
-        for sig in sent:
+            a, b = sig.legs
+            self.pub.publish_template(self.frames[sig.pair, sig.direction, sig.closing], (
+                sig.signal_id, a.qty, a.limit_px, b.qty, b.limit_px, sig.spread, sig.zscore, sig.expiry_ns,
+                sig.tick_recv_ns, mono, sig.step, self._eval_start))
+            sent.append((sig, mono))
+        for sig, mono in sent:
+            sig = msgspec.structs.replace(sig, signal_ns=mono, eval_ns=self._eval_start)  # as sent
             self.open_signals[sig.signal_id] = sig
             self.log_soon("info", "signal", dict(
                 signal_id=sig.signal_id, pair=sig.pair, direction=sig.direction.value, closing=sig.closing,

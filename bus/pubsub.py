@@ -15,6 +15,7 @@ from typing import Callable
 import zmq
 
 from bus.codec import Codec, FrameError
+from bus.frames import FrameTemplate, template
 from bus.messages import Envelope, Message
 
 
@@ -33,9 +34,20 @@ class Publisher:
 
     def publish(self, topic: str, msg: Message) -> int:
         seq = self._seq.get(topic, 0) + 1
-        self._seq[topic] = seq
         env = Envelope(src=self.src, epoch=self.epoch, seq=seq, ts_ns=time.monotonic_ns(), body=msg)
-        frame = self._codec.encode_frame(topic, env)
+        return self._send(topic, seq, self._codec.encode_frame(topic, env))
+
+    def template(self, topic: str, body: Message, fields: tuple[str, ...]) -> FrameTemplate:
+        """A frame for `body` on `topic`, encoded once; `publish_template` writes `fields` per send."""
+        return template(self._codec, topic, self.src, self.epoch, body, fields)
+
+    def publish_template(self, t: FrameTemplate, values: tuple) -> int:
+        """Publish `t`'s message with `values` for its fields: the same frame `publish` would send."""
+        seq = self._seq.get(t.topic, 0) + 1
+        return self._send(t.topic, seq, t.frame(seq, time.monotonic_ns(), values))
+
+    def _send(self, topic: str, seq: int, frame: bytes | bytearray) -> int:
+        self._seq[topic] = seq
         try:
             self.sock.send(frame)  # small frames: copying is cheaper than zero-copy bookkeeping
             self.sent += 1

@@ -2,7 +2,8 @@
 
 The simulator and the replay adapters both emit it; the ingest actor turns it
 into a bus `Quote` (or `FxRate` for a currency pair) by stamping its own
-receive time. `instrument` is the config's instrument key (``au``, ``GC``,
+receive time (each instrument's frame is encoded once and its numbers written per record:
+`frame_fields`, `frame_values`). `instrument` is the config's instrument key (``au``, ``GC``,
 ``USDCNH``); `symbol` is the venue's name for it as the config knows it
 (`InstrumentCfg.symbol`: ``au2612``), which is what `Quote.symbol` and the
 ``md.<venue>.<symbol>`` topic carry. An FX rate's `FxRate.pair` is the
@@ -14,6 +15,9 @@ from __future__ import annotations
 import msgspec
 
 from bus.messages import FxRate, Quote
+
+QUOTE_FIELDS = ("bid", "ask", "bid_size", "ask_size", "exch_ts_ns", "recv_ns", "venue_seq")  # a Quote's numbers
+FX_FIELDS = ("bid", "ask", "exch_ts_ns", "recv_ns")  # an FxRate's
 
 
 class TopOfBook(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,3 +58,14 @@ class TopOfBook(msgspec.Struct, frozen=True, kw_only=True):
 
     def to_message(self, recv_ns: int) -> Quote | FxRate:
         return self.to_fx(recv_ns) if self.fx else self.to_quote(recv_ns)
+
+    @property
+    def frame_fields(self) -> tuple[str, ...]:
+        """The fields of `to_message`'s message that change from one record to the next (`bus.frames`)."""
+        return FX_FIELDS if self.fx else QUOTE_FIELDS
+
+    def frame_values(self, recv_ns: int) -> tuple:
+        """`to_message(recv_ns)`'s values of `frame_fields`, in that order."""
+        if self.fx:
+            return (self.bid, self.ask, self.ts_ns, recv_ns)
+        return (self.bid, self.ask, self.bid_size, self.ask_size, self.ts_ns, recv_ns, self.seq)

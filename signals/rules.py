@@ -258,12 +258,10 @@ class TriggerEngine:
         b_bid, b_ask = _BID_ASK.unpack_from(f, pr.px_b)
         out = _OUT.unpack_from(f, pr.out)
         if sign > 0:  # buy the spread: lift A's ask, hit B's bid
-            leg_a = SignalLeg(instrument=pr.conv_a.instrument, side=Side.BUY, qty=units * pr.cfg.ratio_a, limit_px=a_ask)
-            leg_b = SignalLeg(instrument=pr.conv_b.instrument, side=Side.SELL, qty=units * pr.cfg.ratio_b, limit_px=b_bid)
+            legs = self._legs(pr, sign, units, a_ask, b_bid)
             spread, z = out[K.O_BUY], out[K.O_Z_BUY]
         else:
-            leg_a = SignalLeg(instrument=pr.conv_a.instrument, side=Side.SELL, qty=units * pr.cfg.ratio_a, limit_px=a_bid)
-            leg_b = SignalLeg(instrument=pr.conv_b.instrument, side=Side.BUY, qty=units * pr.cfg.ratio_b, limit_px=b_ask)
+            legs = self._legs(pr, sign, units, a_bid, b_ask)
             spread, z = out[K.O_SELL], out[K.O_Z_SELL]
         tick_ns = 0
         for off in pr.recv:  # the newest receive time among the legs and their FX rates
@@ -272,12 +270,26 @@ class TriggerEngine:
                 tick_ns = t
         pr.count += 1
         sig = Signal(signal_id=f"{self.id_prefix}{pr.name}-{pr.count}", pair=pr.name,
-                     direction=Side.BUY if sign > 0 else Side.SELL, closing=closing, legs=(leg_a, leg_b),
+                     direction=Side.BUY if sign > 0 else Side.SELL, closing=closing, legs=legs,
                      spread=spread, zscore=z, expiry_ns=now_ns + pr.expiry_ns, tick_recv_ns=tick_ns, signal_ns=now_ns)
         pr.last_signal_ns = now_ns
         self.inventory.add(sig.signal_id, p, sign, closing, units, now_ns + pr.ttl_ns)
         self.signals += 1
         return sig
+
+    @staticmethod
+    def _legs(pr: _Pair, sign: int, units: int, px_a: float, px_b: float) -> tuple[SignalLeg, SignalLeg]:
+        """Buying the spread (`sign` > 0) buys leg A and sells leg B; selling it, the reverse."""
+        a, b = (Side.BUY, Side.SELL) if sign > 0 else (Side.SELL, Side.BUY)
+        return (SignalLeg(instrument=pr.conv_a.instrument, side=a, qty=units * pr.cfg.ratio_a, limit_px=px_a),
+                SignalLeg(instrument=pr.conv_b.instrument, side=b, qty=units * pr.cfg.ratio_b, limit_px=px_b))
+
+    def signal_shape(self, pair: str, direction: Side, closing: bool) -> Signal:
+        """A signal of `pair` in `direction`, every number zero: what its signals have in common."""
+        pr = self._pairs[self.pair_index[pair]]
+        return Signal(signal_id="", pair=pair, direction=direction, closing=closing,
+                      legs=self._legs(pr, direction.sign, 0, 0.0, 0.0), spread=0.0, zscore=0.0, expiry_ns=0,
+                      tick_recv_ns=0, signal_ns=0)
 
     def _suppress(self, p: int, category: str, detail: str) -> None:
         """Count a suppression and remember its reason; returns None so callers can `return` it."""
