@@ -26,6 +26,7 @@ from actors.secrets import register as register_secret, register_config as regis
 from bus.codec import SEP, FrameError
 from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
+from bus.readiness import NOBLOCK, POLLIN, readable
 from bus.messages import (ActorState, CmdAck, Control, ControlAudit, Envelope, Heartbeat, KillSwitch, Message, ReplayRequest,
                           ReplaySince, Replayed,
                           StreamBatch, StreamEvent, StreamHead, StreamSince)
@@ -33,7 +34,7 @@ from bus.pubsub import Inbound, Publisher, SeqStatus
 from bus.security import SUPERVISOR, BusSecurity, RefusalWatch
 from bus.stream import StreamCursor
 from bus import topics
-from configs.schema import ActorCfg, Config
+from configs.schema import TICK_PATH, ActorCfg, Config
 
 MAX_DRAIN = 2000  # frames read from one socket before the loop looks at the others
 # hot-path log lines wait this long (stamped with when they happened): a line formatted and
@@ -133,6 +134,7 @@ class Actor:
         self.cmd_sock.setsockopt(zmq.ROUTER_HANDOVER, 0 if self.security.enabled else 1)
         self._listen(self.cmd_sock, self.eps.cmd(name), "cmd")
         self.cmd = CommandServer(self.cmd_sock, name, self.epoch, authenticated=self.security.enabled)
+        self._cmd_more = readable(self.cmd_sock)
         self._register(self.cmd_sock, self._drain_cmd)
 
         self.ctl_sock = self._socket(zmq.DEALER, hwm)
@@ -163,10 +165,10 @@ class Actor:
     def _register(self, sock: zmq.Socket, fn: Callable[[], None], hot: bool = False) -> None:
         self._handlers[sock] = fn
         if hot:
-            self._poll_items.insert(self._hot, (sock, zmq.POLLIN))
+            self._poll_items.insert(self._hot, (sock, POLLIN))
             self._hot += 1
         else:
-            self._poll_items.append((sock, zmq.POLLIN))
+            self._poll_items.append((sock, POLLIN))
 
     def watch(self, sock: zmq.Socket, fn: Callable[[], None]) -> None:
         """Call `fn` from the loop whenever `sock` is readable (e.g. a FIX engine's hand-off socket);
@@ -182,6 +184,10 @@ class Actor:
                   hot: bool = False) -> Inbound:
         """Connect one SUB socket to the publishers' PUB endpoints with these topic prefixes.
         `hot`: the tick-to-trade path; its frames are handled before any other socket's."""
+        for p in prefixes:
+            if not topics.subscribable(p):
+                raise ValueError(f"TOPIC_PREFIX_WARM: prefix={p!r} why=it would match {topics.WARM}, "
+                                 "the keep-warm frames no one may hear")
         sock = self._socket(zmq.SUB, self.cfg.endpoints.hwm)
         for p in prefixes:
             sock.setsockopt(zmq.SUBSCRIBE, p.encode())
@@ -191,15 +197,16 @@ class Actor:
         inbound = Inbound(f"{self.name}.{name}", self._on_bad_frame)
         self._inbounds.append(inbound)
 
-        recv, events, decode, last = sock.recv, sock.getsockopt, inbound.codec.decoder.decode, inbound.seq.last
+        recv, more, decode, last = sock.recv, readable(sock), inbound.codec.decoder.decode, inbound.seq.last
 
         def drain() -> None:
             # every frame's path is inlined for the common case (a frame in sequence): each Python
             # layer costs several microseconds on the cold CPU cache a mostly idle actor wakes to.
-            # Readable when called; then as long as EVENTS says so (cheaper than a read past the end)
+            # Readable when called; then as long as `more` says so (bus.readiness: far cheaper than
+            # a read past the end)
             for _ in range(MAX_DRAIN):
                 try:
-                    frame = recv(zmq.NOBLOCK)
+                    frame = recv(NOBLOCK)
                 except zmq.Again:
                     return
                 cut = frame.find(SEP)
@@ -223,7 +230,7 @@ class Actor:
                             self._handler_failed(exc)
                     else:  # first, gap, duplicate, restart
                         self._deliver(inbound, handler, topic, env)
-                if not events(zmq.EVENTS) & zmq.POLLIN:
+                if not more():
                     return
 
         self._register(sock, drain, hot)
@@ -353,6 +360,8 @@ class Actor:
         client = CommandClient(sock, self.name, self.epoch)
         source = f"{self.name}.cmd<-{actor}"
 
+        more = readable(sock)
+
         def drain() -> None:
             for _ in range(MAX_DRAIN):
                 try:
@@ -361,10 +370,13 @@ class Actor:
                     return
                 except FrameError as exc:
                     self._bad_command(source, str(exc))
-                    continue
-                self.msgs_in += 1
-                for h in handlers:
-                    self._guarded(h, env)
+                    env = None
+                if env is not None:
+                    self.msgs_in += 1
+                    for h in handlers:
+                        self._guarded(h, env)
+                if not more():
+                    return
 
         self._register(sock, drain)
         self._cmd_channels[actor] = (client, handlers)
@@ -482,63 +494,74 @@ class Actor:
             self._on_bad_frame(source, reason, n)
 
     def _drain_subscriptions(self) -> None:
+        more = readable(self.pub_sock)
         for _ in range(MAX_DRAIN):
             try:
-                frame = self.pub_sock.recv(zmq.NOBLOCK)
+                frame = self.pub_sock.recv(NOBLOCK)
             except zmq.Again:
                 return
             if frame[:1] == b"\x01":
                 prefix = frame[1:].decode("utf-8", "replace")
                 self.subscriptions.append(prefix)
                 self._guarded(self.on_subscribe, prefix)
+            if not more():
+                return
 
     def on_subscribe(self, prefix: str) -> None:
         """A subscriber connected to this actor's PUB with this topic prefix."""
 
     def _drain_cmd(self) -> None:
+        more = self._cmd_more
         for _ in range(MAX_DRAIN):
             try:
-                peer, env = self.cmd.recv()
+                self._serve_command()
             except zmq.Again:
                 return
-            except FrameError as exc:
-                self._bad_command(f"{self.name}.cmd", str(exc))
-                continue
-            self.msgs_in += 1
-            body = env.body
-            if not self._identity_holds(peer, self.cmd.user_id):
-                continue
-            if isinstance(body, Control) and not self._may_command(self.cmd.user_id):
-                reply: Message | None = CmdAck(ok=False, reason=f"AUTH_NOT_OPERATOR: sender={self.security.who(self.cmd.user_id)}")
-                self.log.warning("control_refused", cmd=body.cmd, sender=self.security.who(self.cmd.user_id))
-            elif isinstance(body, Control):
-                try:
-                    reply = self.on_control(body)
-                except Exception as exc:
-                    self._handler_failed(exc)
-                    reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
-            elif isinstance(body, ReplaySince):
-                frames = self.pub.replay_since(body.prefix, body.since, body.epoch)
-                for frame in frames:
-                    self.cmd.send(peer, env.seq, Replayed(topic="", frame=frame))
-                reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
-                now = time.monotonic()
-                last = self._pullers.get((peer, body.prefix))
-                period = now - last[0] if last is not None else PULLER_LIVE_S
-                self._pullers[(peer, body.prefix)] = (now, period, self.pub.seqs(body.prefix))
-            elif isinstance(body, ReplayRequest):
-                frames = self.pub.replay(body.topic, body.first, body.last)
-                for frame in frames:
-                    self.cmd.send(peer, env.seq, Replayed(topic=body.topic, frame=frame))
-                reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
-            else:
-                try:
-                    reply = self.on_command(peer, env)
-                except Exception as exc:
-                    self._handler_failed(exc)
-                    reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
-            if reply is not None:
-                self.cmd.send(peer, env.seq, reply)
+            if not more():
+                return
+
+    def _serve_command(self) -> None:
+        """Read one request from the command socket and answer it (zmq.Again if there is none)."""
+        try:
+            peer, env = self.cmd.recv()
+        except FrameError as exc:
+            self._bad_command(f"{self.name}.cmd", str(exc))
+            return
+        self.msgs_in += 1
+        body = env.body
+        if not self._identity_holds(peer, self.cmd.user_id):
+            return
+        if isinstance(body, Control) and not self._may_command(self.cmd.user_id):
+            reply: Message | None = CmdAck(ok=False, reason=f"AUTH_NOT_OPERATOR: sender={self.security.who(self.cmd.user_id)}")
+            self.log.warning("control_refused", cmd=body.cmd, sender=self.security.who(self.cmd.user_id))
+        elif isinstance(body, Control):
+            try:
+                reply = self.on_control(body)
+            except Exception as exc:
+                self._handler_failed(exc)
+                reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
+        elif isinstance(body, ReplaySince):
+            frames = self.pub.replay_since(body.prefix, body.since, body.epoch)
+            for frame in frames:
+                self.cmd.send(peer, env.seq, Replayed(topic="", frame=frame))
+            reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
+            now = time.monotonic()
+            last = self._pullers.get((peer, body.prefix))
+            period = now - last[0] if last is not None else PULLER_LIVE_S
+            self._pullers[(peer, body.prefix)] = (now, period, self.pub.seqs(body.prefix))
+        elif isinstance(body, ReplayRequest):
+            frames = self.pub.replay(body.topic, body.first, body.last)
+            for frame in frames:
+                self.cmd.send(peer, env.seq, Replayed(topic=body.topic, frame=frame))
+            reply = CmdAck(ok=True, data={"replayed": str(len(frames))})
+        else:
+            try:
+                reply = self.on_command(peer, env)
+            except Exception as exc:
+                self._handler_failed(exc)
+                reply = CmdAck(ok=False, reason=f"INTERNAL_ERROR: error={type(exc).__name__}")
+        if reply is not None:
+            self.cmd.send(peer, env.seq, reply)
 
     def _identity_holds(self, peer: bytes, user_id: str | None) -> bool:
         """With CURVE, a routing id that names an actor must come with that actor's key (operators'
@@ -632,7 +655,7 @@ class Actor:
     def tell_supervisor(self, msg: Message) -> None:
         """Best effort: an actor never blocks on an absent or stalled supervisor."""
         try:
-            self.ctl.send(msg, flags=zmq.NOBLOCK)
+            self.ctl.send(msg, flags=NOBLOCK)
         except zmq.Again:
             self._ctl_dropped += 1
 
@@ -664,6 +687,8 @@ class Actor:
         self.log.info("actor_ready")
         self.state = Lifecycle.RUNNING
         self.every(self.cfg.run.heartbeat_s, self._heartbeat)
+        if self.kind in TICK_PATH and self.cfg.run.keep_warm_ms > 0:
+            self.every(self.cfg.run.keep_warm_ms / 1e3, self.pub.warm)
         try:
             self._loop()
         except BaseException as exc:  # e.g. one meant to stop the process (a torn log, a half-done step)

@@ -30,10 +30,9 @@ from bus.command import CommandServer
 from bus.endpoints import Endpoints
 from bus.messages import ActorState, CmdAck, Control, ControlAudit, Heartbeat, KillSwitch
 from bus.security import DOMAIN_ACTORS, DOMAIN_OPERATORS, BusSecurity, RefusalWatch, private_dir
-from configs.schema import Config
+from configs.schema import TICK_PATH, Config
 
 HOT_KINDS = {"simex", "ingest", "trigger", "executor"}  # full scheduling priority
-PINNED_HOT = {"ingest", "trigger", "executor"}  # the tick's path: CPU 0 (cpu_profile "latency"), realtime_priority
 STOP_ORDER = ({"trigger"}, {"executor"}, {"marginwatch", "ingest"}, {"simex"}, {"journal"})
 
 
@@ -149,11 +148,11 @@ class Supervisor:
     def _spawn(self, a: ActorProc) -> None:
         env = dict(os.environ)
         if self.cfg.run.cpu_profile == "latency" and (os.cpu_count() or 1) >= 2:
-            env["XMC_CPUS"] = "0" if a.kind in PINNED_HOT else "1"
+            env["XMC_CPUS"] = "0" if a.kind in TICK_PATH else "1"
         # the tick's path wins the CPU when a tick wakes everyone at once
         env["XMC_NICE"] = "0" if a.kind in HOT_KINDS else str(self.cfg.run.background_nice)
         env.pop("XMC_RT", None)
-        if self.cfg.run.realtime_priority and a.kind in PINNED_HOT:
+        if self.cfg.run.realtime_priority and a.kind in TICK_PATH:
             env["XMC_RT"] = str(self.cfg.run.realtime_priority)
         err = open(self.run_dir / "logs" / f"{a.name}.stderr", "ab")
         a.proc = subprocess.Popen(

@@ -17,6 +17,7 @@ publishes `StepDone(k)`, and simex releases step k+1.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import msgspec
 
@@ -27,11 +28,10 @@ from bus.frames import FrameTemplate
 from bus.messages import (Envelope, FxRate, InstrumentStatus, KillSwitch, PairTradeEvent, Positions, Quote, RiskLevel,
                           RiskState, Side, Signal, Step, StepDone, StreamEvent)
 from signals.kernels import warm_up
-from signals.rules import TriggerEngine
+from signals.rules import SIGNAL_NUMBERS, TriggerEngine
 
 LOST_SIGNAL_S = 10.0  # lockstep: a signal with no answer from the executor this long is given up
-SIGNAL_FIELDS = ("signal_id", "legs.0.qty", "legs.0.limit_px", "legs.1.qty", "legs.1.limit_px", "spread", "zscore",
-                 "expiry_ns", "tick_recv_ns", "signal_ns", "step", "eval_ns")  # what changes between a shape's signals
+SIGNAL_FIELDS = (*SIGNAL_NUMBERS, "signal_ns", "step", "eval_ns")  # what changes between a shape's signals
 
 
 class TriggerActor(Actor):
@@ -65,6 +65,7 @@ class TriggerActor(Actor):
         self._step_recv = 0  # newest real receive time among the step's quotes
         self._signals_sent_mono = 0
         self._eval_start = 0  # monotonic ns when the evaluation now publishing began
+        self._sent_mono: list[int] = []  # when each signal of the evaluation now publishing went out
         if self.lockstep:
             self.every(1.0, self._check_lost_signals)
         # trade ends (they release signals) and the executor's position view (inventory), every
@@ -203,27 +204,37 @@ class TriggerActor(Actor):
             return
         self.dirty = False
         now = self._eval_start = time.monotonic_ns()
-        signals = self.engine.evaluate(now, utc_ns=time.time_ns())
+        self._sent_mono.clear()
+        # each signal is sent from inside the evaluation, as soon as its gates pass (_send_signal)
+        signals = self.engine.evaluate(now, utc_ns=time.time_ns(), send=self._send_signal)
         self.newest_eval_age_us = (now - self._newest_recv) / 1e3 if self._newest_recv else 0.0
         if signals:
-            self._emit(signals, now, 0)
+            self._record(zip(signals, self._sent_mono))
+
+    def _send_signal(self, shape: tuple[str, Side, bool], numbers: tuple) -> None:
+        """One signal's numbers into its pre-encoded frame, and out (`TriggerEngine.evaluate(send=)`)."""
+        mono = time.monotonic_ns()
+        self.pub.publish_template(self.frames[shape], (*numbers, mono, 0, self._eval_start))
+        self._sent_mono.append(mono)
 
     def _emit(self, signals: list[Signal], now: int, step: int) -> None:
-        """Publish signals the engine priced at `now` (venue time in lockstep: times move to the
-        monotonic clock the executor judges expiry by; tick time becomes the real receive time).
-        Every signal leaves before any bookkeeping; their log lines are deferred (`log_soon`)."""
+        """Lockstep: publish signals the engine priced at venue time `now`; their times move to the
+        monotonic clock the executor judges expiry by, tick time becomes the real receive time."""
         sent = []
         for sig in signals:
-            mono = time.monotonic_ns()
-            if step:
-                sig = msgspec.structs.replace(sig, expiry_ns=mono + (sig.expiry_ns - now), step=step,
-                                              tick_recv_ns=self._step_recv or sig.tick_recv_ns)
-                self._signals_sent_mono = mono
+            mono = self._signals_sent_mono = time.monotonic_ns()
+            sig = msgspec.structs.replace(sig, expiry_ns=mono + (sig.expiry_ns - now), step=step,
+                                          tick_recv_ns=self._step_recv or sig.tick_recv_ns)
             a, b = sig.legs
             self.pub.publish_template(self.frames[sig.pair, sig.direction, sig.closing], (
                 sig.signal_id, a.qty, a.limit_px, b.qty, b.limit_px, sig.spread, sig.zscore, sig.expiry_ns,
                 sig.tick_recv_ns, mono, sig.step, self._eval_start))
             sent.append((sig, mono))
+        self._record(sent)
+
+    def _record(self, sent: Iterable[tuple[Signal, int]]) -> None:
+        """After every signal of an evaluation is out: each as sent (at `mono`) is open until its
+        trade ends, and its log line is deferred (`log_soon`)."""
         for sig, mono in sent:
             sig = msgspec.structs.replace(sig, signal_ns=mono, eval_ns=self._eval_start)  # as sent
             self.open_signals[sig.signal_id] = sig

@@ -89,6 +89,7 @@ from bus.command import CommandClient, CommandServer
 from bus.endpoints import Endpoints
 from bus.messages import (Control, Envelope, ExecType, FxRate, OrderEvent, OrderRequest, Side, Signal, SignalLeg,
                           StreamBatch, StreamSince)
+from bus.readiness import readable
 from bus.stream import StreamCursor
 from configs.load import load_config
 from execution.engine import STREAM_BATCH, Effect, Emit, ExecutionEngine, SendWire
@@ -459,6 +460,7 @@ def _server(events: int, run_dir: Path, raw_ep: str, info: "mp.Queue[tuple]") ->
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(raw, zmq.POLLIN)
+        more = readable(sock)
         gc.collect()
         gc.freeze()  # as Actor.run does after setup (which recovers the engine from the log)
         info.put((head, len(ask), sizes))
@@ -478,6 +480,8 @@ def _server(events: int, run_dir: Path, raw_ep: str, info: "mp.Queue[tuple]") ->
                     reply = ExecutorActor.on_command(actor, peer, env)  # type: ignore[arg-type]
                     if reply is not None:
                         server.send(peer, env.seq, reply)
+                    if not more():
+                        break
             if raw in ready:
                 peer, req = raw.recv_multipart()
                 if req == b"stop":

@@ -13,6 +13,7 @@ import time
 import zmq
 
 from bus.codec import Codec, FrameError
+from bus.readiness import NOBLOCK
 from bus.messages import Envelope, Message
 
 
@@ -39,7 +40,7 @@ class CommandServer:
         None on a socket without authentication."""
         self.user_id = None
         # a frame's User-Id property needs the frame itself (copy=False), so only when it is asked for
-        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=not self.authenticated)
+        frames = self.sock.recv_multipart(NOBLOCK, copy=not self.authenticated)
         if len(frames) != 2:
             raise FrameError(f"expected [identity, payload], got {len(frames)} parts")
         if not self.authenticated:
@@ -54,7 +55,7 @@ class CommandServer:
         """Send to a peer; False if the peer is not connected (the message is not queued)."""
         env = Envelope(src=self.src, epoch=self.epoch, seq=req_id, ts_ns=time.monotonic_ns(), body=msg)
         try:
-            self.sock.send_multipart([peer, self.codec.encode(env)], zmq.NOBLOCK)
+            self.sock.send_multipart([peer, self.codec.encode(env)], NOBLOCK)
             return True
         except zmq.ZMQError as exc:
             if exc.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
@@ -81,7 +82,7 @@ class CommandClient:
         return req_id
 
     def recv(self) -> Envelope:
-        return self.codec.decode(self.sock.recv(zmq.NOBLOCK))
+        return self.codec.decode(self.sock.recv(NOBLOCK))
 
 
 def call(ctx: zmq.Context, endpoint: str, msg: Message, timeout_s: float, src: str = "cli",

@@ -23,6 +23,10 @@ RISK_DENY = "risk.deny"
 # risk state gets it after every RiskState it covers; the trigger's StepDone goes to simex
 RISK_STEP = "risk.state.step"
 LOCKSTEP_DONE = "lockstep.done"
+# a frame on this topic reaches no one: no subscription may match it (`subscribable`), so a PUB
+# drops it before any pipe. The tick's path actors send one every run.keep_warm_ms to keep their
+# send path in the CPU caches (`Publisher.warm`)
+WARM = "~warm"
 STEP_SYMBOL = "~step"  # raw.<venue>.~step / md.<venue>.~step: the Step marker on a venue's stream
 CTL_KILL = "ctl.kill"
 CTL_AUDIT = "ctl.audit"  # where the journal files the supervisor's ControlAudit
@@ -31,6 +35,12 @@ EXEC_STREAM = "exec.stream"
 EXEC_POSITIONS = "exec.positions"  # where the journal files a stream's Positions
 EXEC_FILL = "exec.fill."  # where the journal files a stream's fills: exec.fill.<venue>
 EXEC_TRADE = "exec.trade."  # where the journal files a stream's trade events: exec.trade.<pair>
+
+
+def subscribable(prefix: str) -> bool:
+    """False for a prefix that would match `WARM` (the empty prefix, "~", ...): no subscriber may
+    hear the keep-warm frames."""
+    return not WARM.startswith(prefix)
 
 
 def md(venue: str, symbol: str) -> str:

@@ -57,6 +57,10 @@ class RunCfg(_Cfg):
     # this priority, so a tick's wake-ups never queue behind other work (needs CAP_SYS_NICE; without
     # it the actors say so and run as usual). They block in poll, so they never hog a CPU.
     realtime_priority: Annotated[int, Meta(ge=0, le=98)] = 0
+    # > 0: every this many ms the tick's path actors send a frame on a topic no one subscribes to
+    # (`bus.topics.WARM`: their PUB drops it, nothing reaches the wire), so a tick's or a signal's
+    # send finds the send path in the CPU caches; 0: off
+    keep_warm_ms: Annotated[float, Meta(ge=0.0, le=1000.0)] = 1.0
     lockstep: LockstepCfg = LockstepCfg()
 
 
@@ -276,6 +280,9 @@ class RiskCfg(_Cfg):
     calendar_charges: dict[str, NonNegFloat] = {}  # per commodity: charge per spread lot, base currency
     cross_account_credits: bool = True  # spread credits across accounts (the desk's combined view)
     limits: LimitsCfg = LimitsCfg()
+
+
+TICK_PATH = frozenset({"ingest", "trigger", "executor"})  # actor kinds a tick crosses on its way to the orders
 
 
 class ActorCfg(_Cfg):

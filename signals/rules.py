@@ -13,12 +13,17 @@ Typical actor loop::
     ...drain sockets: engine.on_quote(q) / on_fx(r) / on_status(s) / set_risk(level)
     for sig in engine.evaluate(time.monotonic_ns(), utc_ns=time.time_ns()): publish(sig)
     ...on a terminal pair trade: engine.on_trade_done(pair, direction, closing, units, signal_id)
+
+With `send`, `evaluate` hands each signal's numbers (`SIGNAL_NUMBERS`, in that order) to
+`send((pair, direction, closing), numbers)` the moment its gates have passed, before the
+`Signal`, its legs and the inventory's bookkeeping are built: the trigger writes them into the
+signal's pre-encoded frame (`bus.frames`) and sends it, and the rest follows.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -32,6 +37,11 @@ from signals.kernels import Decision, Gate, KernelState, ewma_alpha
 from signals.pairs import LegConversion, leg_conversion
 
 NS_PER_MS = 1_000_000
+# what `evaluate(send=...)` hands over per signal, in this order (paths into a Signal)
+SIGNAL_NUMBERS = ("signal_id", "legs.0.qty", "legs.0.limit_px", "legs.1.qty", "legs.1.limit_px", "spread", "zscore",
+                  "expiry_ns", "tick_recv_ns")
+SignalSend = Callable[[tuple[str, Side, bool], tuple], None]  # (pair, direction, closing), SIGNAL_NUMBERS
+_BUY, _SELL = Side.BUY, Side.SELL  # module globals: an enum class attribute costs a Python-level lookup
 
 _KERNEL_REASON = {
     Gate.NO_QUOTE: "DATA_NO_QUOTE",
@@ -195,13 +205,15 @@ class TriggerEngine:
 
     # --- evaluation -----------------------------------------------------------
 
-    def evaluate(self, now_ns: int, touched: Iterable[str] = (), *, utc_ns: int | None = None) -> list[Signal]:
+    def evaluate(self, now_ns: int, touched: Iterable[str] = (), *, utc_ns: int | None = None,
+                 send: SignalSend | None = None) -> list[Signal]:
         """Re-price the pairs touched since the last call (plus those of `touched`) and return new Signals.
 
         `now_ns` is monotonic (quote ages, cooldowns, expiry); `utc_ns` is UTC
         wall-clock for trading hours; None checks each leg against its own
         latest venue time (right for replays). An unknown key in `touched`
-        raises KeyError.
+        raises KeyError. `send`: see the module docstring; a signal whose `send`
+        raises is not counted (no cooldown, nothing pending) and the error propagates.
         """
         for key in touched:
             self.book.touch(key)
@@ -218,12 +230,12 @@ class TriggerEngine:
             if gate:
                 self._suppress(p, _KERNEL_REASON[Gate(gate)], self._kernel_detail(p, Gate(gate), leg, now_ns))
             elif dec:
-                sig = self._apply_rules(p, dec, now_ns, utc_ns)
+                sig = self._apply_rules(p, dec, now_ns, utc_ns, send)
                 if sig is not None:
                     signals.append(sig)
         return signals
 
-    def _apply_rules(self, p: int, dec: int, now_ns: int, utc_ns: int | None) -> Signal | None:
+    def _apply_rules(self, p: int, dec: int, now_ns: int, utc_ns: int | None, send: SignalSend | None) -> Signal | None:
         """The business gates on the kernel's decision `dec` (a `Decision` value) for pair `p`."""
         pr = self._pairs[p]
         closing = dec in _CLOSING
@@ -250,28 +262,32 @@ class TriggerEngine:
             worst = inv.exposure_if_opened(p, sign, units)
             if worst > inv.max_inventory[p]:
                 return self._suppress(p, INVENTORY_CAP, f"dir={side} worst={worst} max={inv.max_inventory[p]}")
-        return self._emit(p, pr, sign, closing, units, now_ns)
+        return self._emit(p, pr, sign, closing, units, now_ns, send)
 
-    def _emit(self, p: int, pr: _Pair, sign: int, closing: bool, units: int, now_ns: int) -> Signal:
+    def _emit(self, p: int, pr: _Pair, sign: int, closing: bool, units: int, now_ns: int,
+              send: SignalSend | None) -> Signal:
         f, ib = self._fbytes, self._ibytes
         a_bid, a_ask = _BID_ASK.unpack_from(f, pr.px_a)
         b_bid, b_ask = _BID_ASK.unpack_from(f, pr.px_b)
         out = _OUT.unpack_from(f, pr.out)
         if sign > 0:  # buy the spread: lift A's ask, hit B's bid
-            legs = self._legs(pr, sign, units, a_ask, b_bid)
-            spread, z = out[K.O_BUY], out[K.O_Z_BUY]
+            direction, px_a, px_b, spread, z = _BUY, a_ask, b_bid, out[K.O_BUY], out[K.O_Z_BUY]
         else:
-            legs = self._legs(pr, sign, units, a_bid, b_ask)
-            spread, z = out[K.O_SELL], out[K.O_Z_SELL]
+            direction, px_a, px_b, spread, z = _SELL, a_bid, b_ask, out[K.O_SELL], out[K.O_Z_SELL]
         tick_ns = 0
         for off in pr.recv:  # the newest receive time among the legs and their FX rates
             t = _I1.unpack_from(ib, off)[0]
             if t > tick_ns:
                 tick_ns = t
+        signal_id = f"{self.id_prefix}{pr.name}-{pr.count + 1}"
+        expiry_ns = now_ns + pr.expiry_ns
+        if send is not None:  # the numbers out first; the Signal and the bookkeeping after
+            send((pr.name, direction, closing), (signal_id, units * pr.cfg.ratio_a, px_a, units * pr.cfg.ratio_b, px_b,
+                                                 spread, z, expiry_ns, tick_ns))
         pr.count += 1
-        sig = Signal(signal_id=f"{self.id_prefix}{pr.name}-{pr.count}", pair=pr.name,
-                     direction=Side.BUY if sign > 0 else Side.SELL, closing=closing, legs=legs,
-                     spread=spread, zscore=z, expiry_ns=now_ns + pr.expiry_ns, tick_recv_ns=tick_ns, signal_ns=now_ns)
+        sig = Signal(signal_id=signal_id, pair=pr.name, direction=direction, closing=closing,
+                     legs=self._legs(pr, sign, units, px_a, px_b), spread=spread, zscore=z, expiry_ns=expiry_ns,
+                     tick_recv_ns=tick_ns, signal_ns=now_ns)
         pr.last_signal_ns = now_ns
         self.inventory.add(sig.signal_id, p, sign, closing, units, now_ns + pr.ttl_ns)
         self.signals += 1
@@ -280,7 +296,7 @@ class TriggerEngine:
     @staticmethod
     def _legs(pr: _Pair, sign: int, units: int, px_a: float, px_b: float) -> tuple[SignalLeg, SignalLeg]:
         """Buying the spread (`sign` > 0) buys leg A and sells leg B; selling it, the reverse."""
-        a, b = (Side.BUY, Side.SELL) if sign > 0 else (Side.SELL, Side.BUY)
+        a, b = (_BUY, _SELL) if sign > 0 else (_SELL, _BUY)
         return (SignalLeg(instrument=pr.conv_a.instrument, side=a, qty=units * pr.cfg.ratio_a, limit_px=px_a),
                 SignalLeg(instrument=pr.conv_b.instrument, side=b, qty=units * pr.cfg.ratio_b, limit_px=px_b))
 

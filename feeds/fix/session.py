@@ -50,6 +50,7 @@ import msgspec
 import zmq
 
 from actors import secrets
+from bus.readiness import NOBLOCK, readable
 from feeds.fix import wire
 from feeds.fix.sessionview import STATE_CODE, SessionState, SessionView
 
@@ -200,6 +201,7 @@ class FixEngine:
         self.socket = ctx.socket(zmq.PULL)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(self._addr)
+        self._more = readable(self.socket)
         self._pushes: dict[int, zmq.Socket] = {}
         self._closed = False
         self._push_lock = threading.Lock()
@@ -269,9 +271,12 @@ class FixEngine:
     def drain(self, limit: int = 2000) -> list[SessionEvent]:
         """The events QuickFIX handed over since the last call, session views updated."""
         out: list[SessionEvent] = []
-        for _ in range(limit):
+        more = self._more
+        for i in range(limit):
+            if i and not more():
+                break
             try:
-                frame = self.socket.recv(zmq.NOBLOCK)
+                frame = self.socket.recv(NOBLOCK)
             except zmq.Again:
                 break
             ev = self._dec.decode(frame)

@@ -38,8 +38,10 @@ def test_lockstep_market_closes_after_trigger_and_executor_kill9_with_no_trade_i
     try:
         wait_for(lambda: _step(run_dir) >= 250, 60, "250 market steps")
         _kill(run_dir, "trigger")
-        at = _step(run_dir)
-        wait_for(lambda: _step(run_dir) >= at + 250, 60, "the market moving again after the trigger's restart")
+        # status lags the market by up to a few hundred steps, and with a fast path the market may
+        # close soon after the restart: moving 250 steps on, or to its close, is moving again
+        target = min(_step(run_dir) + 250, STEPS)
+        wait_for(lambda: _step(run_dir) >= target, 60, "the market moving again after the trigger's restart")
         _kill(run_dir, "executor")
         wait_for(lambda: actor(run_dir, "simex")["detail"].get("lockstep_closed") == 1.0, 120,
                  f"the market to close after {STEPS} steps")

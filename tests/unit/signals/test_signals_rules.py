@@ -11,7 +11,7 @@ from signals_helpers import MS, fx_rate, make_cfg, quote
 from bus.messages import InstrumentStatus, Quote, RiskLevel, Side
 from configs.load import load_config
 from configs.units import TROY_OUNCE_G
-from signals.rules import TriggerEngine
+from signals.rules import SIGNAL_NUMBERS, TriggerEngine
 
 T0 = 1_000_000 * MS  # a monotonic time well past zero
 
@@ -199,6 +199,36 @@ def test_inventory_cap_counts_pending_signals_before_any_fill() -> None:
     e.on_trade_done("p", Side.SELL, False, 0, fired[0].signal_id)  # nothing filled: room again
     rich(e, T0 + 10 * MS)
     assert len(e.evaluate(T0 + 10 * MS)) == 1
+
+
+def _at(sig: object, path: str) -> object:
+    for part in path.split("."):
+        sig = sig[int(part)] if part.isdigit() else getattr(sig, part)  # type: ignore[index]
+    return sig
+
+
+@pytest.mark.parametrize("market", [rich, cheap])
+def test_send_gets_each_signals_shape_and_numbers_as_the_returned_signal_has_them(market) -> None:
+    e = TriggerEngine(make_cfg({"ratio_a": 3, "ratio_b": 2, "lots": 2}), id_prefix="7.")
+    market(e, T0 - 5 * MS)
+    sent: list[tuple] = []
+    [sig] = e.evaluate(T0, send=lambda shape, numbers: sent.append((shape, numbers)))
+    assert sent == [((sig.pair, sig.direction, sig.closing), tuple(_at(sig, f) for f in SIGNAL_NUMBERS))]
+
+
+def test_send_that_raises_leaves_no_cooldown_nor_pending_and_the_next_evaluation_fires() -> None:
+    e = TriggerEngine(make_cfg({"cooldown_ms": 200.0, "max_inventory": 1}))
+    rich(e)
+
+    def refuse(shape: tuple, numbers: tuple) -> None:
+        raise OSError("send failed")
+
+    with pytest.raises(OSError):
+        e.evaluate(T0, send=refuse)
+    assert e.stats()["signals"] == 0 and e.stats()["pending"] == 0
+    rich(e, T0 + MS)
+    [sig] = e.evaluate(T0 + MS)
+    assert sig.signal_id == "p-1"  # the id the unsent signal would have had
 
 
 def test_inventory_cap_counts_filled_position() -> None:
