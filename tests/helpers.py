@@ -7,10 +7,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 if TYPE_CHECKING:
+    import zmq
+
     from bus.messages import Envelope
     from configs.schema import Config
 
@@ -330,3 +334,29 @@ exit = 0.2
 cooldown_ms = 50
 warmup_ticks = 20
 """
+
+
+@contextmanager
+def inproc_pair(bound_type: int, connected_type: int) -> Iterator[tuple["zmq.Socket", "zmq.Socket"]]:
+    """Two real sockets on a fresh inproc endpoint, the first bound, the second connected; closed
+    after. With an XPUB and a SUB, `subscribed` is the handshake before the first publish."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    bound, connected = ctx.socket(bound_type), ctx.socket(connected_type)
+    try:
+        endpoint = f"inproc://test-{uuid.uuid4().hex}"
+        bound.bind(endpoint)
+        connected.connect(endpoint)
+        yield bound, connected
+    finally:
+        bound.close(0)
+        connected.close(0)
+
+
+def subscribed(xpub: "zmq.Socket", sub: "zmq.Socket", prefix: bytes) -> None:
+    """Subscribe `sub` to `prefix` and wait (with a deadline) until `xpub` has heard it, so a
+    frame published after this reaches `sub`."""
+    sub.subscribe(prefix)
+    assert xpub.poll(10_000), "the subscription never reached the publisher"
+    assert xpub.recv() == b"\x01" + prefix

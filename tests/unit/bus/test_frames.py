@@ -4,7 +4,6 @@ template cannot hold are refused at build with the field and the reason."""
 from __future__ import annotations
 
 import struct
-import time
 
 import msgspec
 import pytest
@@ -17,6 +16,7 @@ from bus.frames import TemplateError, template
 from bus.messages import Envelope, FxRate, Quote, Side, Signal, SignalLeg
 from bus.pubsub import Publisher
 from feeds.book import FX_FIELDS, QUOTE_FIELDS, TopOfBook
+from helpers import inproc_pair, subscribed
 
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 floats = st.floats(allow_nan=False, width=64)
@@ -86,23 +86,12 @@ def test_template_of_a_shape_it_cannot_hold_names_the_field_and_why(fields: tupl
 
 
 def test_publish_template_shares_the_topics_sequence_and_replay_with_publish() -> None:
-    ctx = zmq.Context.instance()
-    pub_sock, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-    try:
-        pub_sock.bind("inproc://test-frames")
-        sub.connect("inproc://test-frames")
-        sub.subscribe(b"")
+    with inproc_pair(zmq.XPUB, zmq.SUB) as (pub_sock, sub):
+        subscribed(pub_sock, sub, b"sig.")
         pub = Publisher(pub_sock, "trigger", 9, replay_depth=10)
         shape = _signal()
         t = pub.template("sig.AU_GC", shape, SIGNAL_FIELDS)
         values = ("s-1", 1, 2.0, 3, 4.0, 5.0, 6.0, 7, 8, 9, 0, 10)
-        deadline = time.monotonic() + 10
-        while True:  # a PUB drops until the subscription has arrived: the first frame that comes is the handshake
-            pub.publish("sig.AU_GC", shape)
-            if sub.poll(50):
-                sub.recv()
-                break
-            assert time.monotonic() < deadline, "the subscription never reached the publisher"
         first = pub.publish("sig.AU_GC", shape)
         second = pub.publish_template(t, values)
         assert second == first + 1
@@ -111,9 +100,6 @@ def test_publish_template_shares_the_topics_sequence_and_replay_with_publish() -
         assert [env.seq for _, env in frames] == [first, second]
         assert frames[1][1].body.signal_id == "s-1" and frames[1][1].body.eval_ns == 10
         assert codec.decode_frame(pub.replay("sig.AU_GC", second, second)[0]) == frames[1]
-    finally:
-        pub_sock.close(0)
-        sub.close(0)
 
 
 @settings(max_examples=100, deadline=None)

@@ -8,19 +8,13 @@ import pytest
 import zmq
 
 from bus.readiness import NOBLOCK, POLLIN, readable
+from helpers import inproc_pair
 
 
 @pytest.fixture
 def pair() -> Iterator[tuple[zmq.Socket, zmq.Socket]]:
-    ctx = zmq.Context.instance()
-    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    pull.bind("inproc://test-readiness")
-    push.connect("inproc://test-readiness")
-    try:
+    with inproc_pair(zmq.PULL, zmq.PUSH) as (pull, push):
         yield push, pull
-    finally:
-        push.close(0)
-        pull.close(0)
 
 
 def test_flags_are_plain_ints_with_pyzmqs_values() -> None:

@@ -9,6 +9,7 @@ from bus import topics
 from bus.codec import Codec
 from bus.messages import FxRate
 from bus.pubsub import Publisher
+from helpers import inproc_pair, subscribed
 
 
 def test_no_topic_prefix_in_use_may_hear_the_keep_warm_frames() -> None:
@@ -18,14 +19,8 @@ def test_no_topic_prefix_in_use_may_hear_the_keep_warm_frames() -> None:
 
 
 def test_warm_frame_reaches_no_subscriber_and_moves_no_sequence() -> None:
-    ctx = zmq.Context.instance()
-    pub_sock, sub = ctx.socket(zmq.XPUB), ctx.socket(zmq.SUB)
-    try:
-        pub_sock.bind("inproc://test-warm")
-        sub.connect("inproc://test-warm")
-        sub.subscribe(topics.MD.encode())
-        assert pub_sock.poll(10_000), "the subscription never reached the publisher"  # a deadline, not a sleep
-        pub_sock.recv()
+    with inproc_pair(zmq.XPUB, zmq.SUB) as (pub_sock, sub):
+        subscribed(pub_sock, sub, topics.MD.encode())
         pub = Publisher(pub_sock, "ingest_a", 5, replay_depth=10)
         for _ in range(3):
             pub.warm()
@@ -36,6 +31,3 @@ def test_warm_frame_reaches_no_subscriber_and_moves_no_sequence() -> None:
         topic, env = Codec().decode_frame(sub.recv())  # the first frame to arrive is the real one
         assert (topic, env.seq) == (topics.md("SHFE", "au"), 1)
         assert not sub.poll(0)
-    finally:
-        pub_sock.close(0)
-        sub.close(0)
