@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, actor, wait_for, xmc
+from helpers import ROOT, actor, log_records, wait_for, xmc
 
 pytestmark = pytest.mark.slow
 
-STEPS = 1800
+STEPS = 5000  # long enough that the executor's kill lands while the market runs (asserted below)
 
 
 def _step(run_dir: Path) -> float:
@@ -51,5 +51,8 @@ def test_lockstep_market_closes_after_trigger_and_executor_kill9_with_no_trade_i
     trades = json.loads(xmc("trades", "--json", run_dir=run_dir, check=True).stdout)
     assert len(trades) >= 20
     assert all(t["terminal"] and t["state"] != "BROKEN" for t in trades), [t for t in trades if not t["terminal"]]
-    simex_log = [json.loads(line) for line in (run_dir / "logs" / "simex.jsonl").read_text().splitlines()]
+    simex_log = log_records(run_dir, "simex")
     assert any(e["event"] == "lockstep_reannounce" for e in simex_log)  # the step the dead trigger never answered
+    closed = next(e["ts"] for e in simex_log if e["event"] == "lockstep_closed")
+    executor_ready = [e["ts"] for e in log_records(run_dir, "executor", "actor_ready")]
+    assert len(executor_ready) == 2 and executor_ready[1] < closed, "the executor's kill -9 must land mid-market"
