@@ -125,6 +125,7 @@ class Actor:
         self._listen(self.pub_sock, self.eps.pub(name), "pub")
         self.pub = Publisher(self.pub_sock, name, self.epoch, self.replay_depth)
         self.subscriptions: list[str] = []
+        self._subscriptions_more = readable(self.pub_sock)
         self._register(self.pub_sock, self._drain_subscriptions)
 
         self.cmd_sock = self._socket(zmq.ROUTER, hwm)
@@ -370,8 +371,7 @@ class Actor:
                     return
                 except FrameError as exc:
                     self._bad_command(source, str(exc))
-                    env = None
-                if env is not None:
+                else:
                     self.msgs_in += 1
                     for h in handlers:
                         self._guarded(h, env)
@@ -494,7 +494,7 @@ class Actor:
             self._on_bad_frame(source, reason, n)
 
     def _drain_subscriptions(self) -> None:
-        more = readable(self.pub_sock)
+        more = self._subscriptions_more
         for _ in range(MAX_DRAIN):
             try:
                 frame = self.pub_sock.recv(NOBLOCK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -208,7 +210,7 @@ def _at(sig: object, path: str) -> object:
 
 
 @pytest.mark.parametrize("market", [rich, cheap])
-def test_send_gets_each_signals_shape_and_numbers_as_the_returned_signal_has_them(market) -> None:
+def test_send_gets_each_signals_shape_and_numbers_as_the_returned_signal_has_them(market: Callable[[TriggerEngine, int], None]) -> None:
     e = TriggerEngine(make_cfg({"ratio_a": 3, "ratio_b": 2, "lots": 2}), id_prefix="7.")
     market(e, T0 - 5 * MS)
     sent: list[tuple] = []
